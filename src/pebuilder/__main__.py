@@ -1,0 +1,3 @@
+from pebuilder.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,142 @@
+"""Boot an image under QEMU and watch its serial console for expected text.
+
+This is how a user (and every test) proves an image boots: software emulation, no network unless
+asked, the console captured to a log, and the moment each expected text appeared.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pebuilder.errors import Exit, PebuilderError
+from pebuilder.runner import require
+
+FIRMWARE = {
+    "x86_64": {"code": "/usr/share/OVMF/OVMF_CODE_4M.fd", "vars": "/usr/share/OVMF/OVMF_VARS_4M.fd",
+               "package": "ovmf"},
+    "aarch64": {"code": "/usr/share/AAVMF/AAVMF_CODE.fd", "vars": "/usr/share/AAVMF/AAVMF_VARS.fd",
+                "package": "qemu-efi-aarch64"},
+}
+
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][0-9A-Za-z]|\r")
+
+
+def console_text(raw: bytes) -> str:
+    """The serial log as a person reads it: colour codes and carriage returns removed."""
+    return ANSI.sub("", raw.decode(errors="replace"))
+
+
+@dataclass
+class BootResult:
+    ok: bool
+    seen: dict[str, float] = field(default_factory=dict)  # text -> seconds after start
+    missing: list[str] = field(default_factory=list)
+    log_path: Path | None = None
+    seconds: float = 0.0
+    exit_reason: str = ""
+
+    def tail(self, lines: int = 25) -> str:
+        if not self.log_path or not self.log_path.exists():
+            return ""
+        text = console_text(self.log_path.read_bytes())
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def qemu_command(image: Path, *, firmware: str, media: str, arch: str, memory: int, net: bool,
+                 log: Path, vars_copy: Path | None, drive_if: str = "ide",
+                 extra: list[str] | None = None) -> list[str]:
+    if arch == "x86_64":
+        argv = [require("qemu-system-x86_64"), "-machine", "pc" if firmware == "bios" else "q35",
+                "-accel", "tcg"]
+    elif arch == "aarch64":
+        argv = [require("qemu-system-aarch64"), "-machine", "virt", "-cpu", "cortex-a57", "-accel", "tcg"]
+    else:
+        raise PebuilderError(f"cannot boot architecture {arch!r}; use x86_64 or aarch64", Exit.USAGE)
+    argv += ["-m", str(memory), "-smp", "1", "-display", "none", "-monitor", "none",
+             "-serial", f"file:{log}", "-no-reboot"]
+    if firmware == "uefi":
+        fw = FIRMWARE[arch]
+        if not os.path.exists(fw["code"]):
+            raise PebuilderError(f"UEFI firmware {fw['code']} is missing; install it with: "
+                                 f"apt-get install {fw['package']}", Exit.TOOL_MISSING)
+        assert vars_copy is not None
+        argv += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={fw['code']}",
+                 "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}"]
+    fmt = "qcow2" if image.suffix == ".qcow2" else ("vmdk" if image.suffix == ".vmdk" else "raw")
+    if media == "cdrom":
+        if arch == "aarch64":
+            argv += ["-drive", f"file={image},format={fmt},if=none,id=cd0,media=cdrom,readonly=on",
+                     "-device", "virtio-scsi-pci", "-device", "scsi-cd,drive=cd0"]
+        else:
+            argv += ["-drive", f"file={image},format={fmt},media=cdrom,readonly=on"]
+    else:
+        iface = "virtio" if arch == "aarch64" else drive_if
+        argv += ["-drive", f"file={image},format={fmt},if={iface},snapshot=on"]
+    argv += ["-nic", "user,restrict=on"] if net else ["-nic", "none"]
+    return argv + (extra or [])
+
+
+def boot(image: Path, *, expect: list[str], firmware: str = "bios", media: str = "cdrom",
+         arch: str = "x86_64", timeout: float = 180, memory: int = 512, net: bool = False,
+         log_path: Path | None = None, drive_if: str = "ide", extra: list[str] | None = None,
+         on_seen=None) -> BootResult:
+    if not image.exists():
+        raise PebuilderError(f"image {image} does not exist", Exit.USAGE)
+    with tempfile.TemporaryDirectory(prefix="pebuilder-boot-") as tmp:
+        log = log_path or Path(tmp) / "serial.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_bytes(b"")
+        vars_copy = None
+        if firmware == "uefi":
+            vars_copy = Path(tmp) / "vars.fd"
+            src = FIRMWARE.get(arch, {}).get("vars")
+            if src and os.path.exists(src):
+                shutil.copyfile(src, vars_copy)
+        argv = qemu_command(image, firmware=firmware, media=media, arch=arch, memory=memory, net=net,
+                            log=log, vars_copy=vars_copy, drive_if=drive_if, extra=extra)
+        result = BootResult(ok=False, log_path=log)
+        start = time.monotonic()
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        pending = list(dict.fromkeys(expect))
+        try:
+            while True:
+                text = console_text(log.read_bytes())
+                for want in list(pending):
+                    if want in text:
+                        result.seen[want] = time.monotonic() - start
+                        pending.remove(want)
+                        if on_seen:
+                            on_seen(want, result.seen[want])
+                if not pending:
+                    result.ok = True
+                    result.exit_reason = "all expected text seen"
+                    break
+                if proc.poll() is not None:
+                    err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
+                    result.exit_reason = f"qemu exited with {proc.returncode}" + (f": {err}" if err else "")
+                    break
+                if time.monotonic() - start > timeout:
+                    result.exit_reason = f"timed out after {timeout:.0f} s"
+                    break
+                time.sleep(0.2)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+        result.seconds = time.monotonic() - start
+        result.missing = pending
+        if log_path is None:
+            # Keep the log readable after the temporary folder goes.
+            kept = Path(tempfile.gettempdir()) / f"pebuilder-serial-{os.getpid()}-{int(start)}.log"
+            shutil.copyfile(log, kept)
+            result.log_path = kept
+        return result

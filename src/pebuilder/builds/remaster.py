@@ -1,0 +1,306 @@
+"""A Tiny Core remaster as a flat sequence of stages: the table of contents is `stages()`.
+
+Work trees keep remaster.sh's names: `<work>/image` is the ISO tree, `<work>/extract` the unpacked
+initrd. pebuilder's own state (stage keys, owners of initrd files, the template's pristine boot
+config) sits in `<work>/.pebuilder`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from pebuilder.config.model import BuildConfig
+from pebuilder.engine.stages import Engine, Stage
+from pebuilder.errors import Exit, PebuilderError
+from pebuilder.formats import cpio, iso
+from pebuilder.fsutil import rmtree, write_text_atomic
+from pebuilder.outputs import iso as iso_out
+from pebuilder.outputs.bootmenu import BootEntry
+from pebuilder.tinycore import cde, initrd_ext, isolinux_cfg, template
+from pebuilder.tinycore.extensions import kernel_name
+
+log = logging.getLogger("pebuilder.remaster")
+
+FUNCTIONS = ("checkimage", "extractimage", "bootcode", "package", "rebuild")
+
+
+@dataclass
+class Paths:
+    work: Path
+
+    @property
+    def image(self) -> Path:
+        return self.work / "image"
+
+    @property
+    def extract(self) -> Path:
+        return self.work / "extract"
+
+    @property
+    def state(self) -> Path:
+        return self.work / ".pebuilder"
+
+    @property
+    def meta(self) -> Path:
+        return self.state / "extract.meta.json"
+
+    @property
+    def template_json(self) -> Path:
+        return self.state / "template.json"
+
+    @property
+    def pristine_cfg(self) -> Path:
+        return self.state / "isolinux.cfg.orig"
+
+    @property
+    def esp(self) -> Path:
+        return self.state / "esp.img"
+
+    @property
+    def entry_json(self) -> Path:
+        return self.state / "boot-entry.json"
+
+
+class Remaster:
+    def __init__(self, cfg: BuildConfig, engine: Engine):
+        self.cfg = cfg
+        self.p = Paths(cfg.work_dir)
+        self.engine = engine
+
+    # -- the sequence -----------------------------------------------------------------------------
+
+    def stages(self) -> list[list[Stage]]:
+        """Each inner list is a chain editing one tree; the outer list is the build, in order."""
+        return [
+            [self.unpack_iso()],
+            [self.unpack_initrd(), self.extensions_into_initrd(), self.kernel_modules()],
+            [self.extensions_beside_initrd()],
+            [self.bootcode()],
+            [self.pack_initrd()],
+            [self.efi_boot()],
+            [self.package_iso()],
+        ]
+
+    def run(self, function: str) -> None:
+        upto = {"extractimage": "extensions-cde", "bootcode": "bootcode", "package": "package-iso",
+                "rebuild": "package-iso", "checkimage": "unpack-iso"}[function]
+        for chain in self.stages():
+            if function == "bootcode" and chain[0].name not in ("unpack-iso", "bootcode"):
+                continue
+            self.engine.chain(chain)
+            if any(s.name == upto for s in chain):
+                return
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def info(self) -> template.TemplateInfo:
+        return template.TemplateInfo(**json.loads(self.p.template_json.read_text()))
+
+    def local_tcz(self, name: str) -> Path:
+        from pebuilder.tinycore.extensions import locate
+
+        return locate(name, self.cfg.ext_dirs)
+
+    def closure(self, placement: str) -> tuple[list[str], list[Path]]:
+        """Requested extensions of one placement with their locally found dependencies, deps first."""
+        from pebuilder.tinycore.extensions import local_deps, resolve
+
+        names = self.cfg.names(placement)
+        if not names:
+            return [], []
+        for n in names:
+            self.local_tcz(n)  # a requested name found nowhere is an error, naming where we looked
+        kver = self._kver()
+        res = resolve([kernel_name(n, kver) for n in names], local_deps(self.cfg.ext_dirs, kver))
+        for name, chain in res.missing.items():
+            log.warning("dependency %s (needed by %s) is not in any extension folder; Tiny Core will "
+                        "look for it at boot", name, " -> ".join(chain[:-1]))
+        return res.order, [self.local_tcz(n) for n in res.order]
+
+    def _kver(self) -> str | None:
+        return self.info().kernel_version if self.p.template_json.exists() else None
+
+    def tcz_files(self, placement: str) -> list[Path]:
+        out = []
+        for n in self.cfg.names(placement):
+            try:
+                out.append(self.local_tcz(n))
+            except PebuilderError:
+                out.append(Path(f"/missing/{n}"))
+        return [p for p in out if p.exists()]
+
+    # -- stages -----------------------------------------------------------------------------------
+
+    def unpack_iso(self) -> Stage:
+        iso_path = self.cfg.template_iso
+        if iso_path is None:
+            raise PebuilderError("this build has no template ISO", Exit.NO_TEMPLATE)
+
+        def action() -> str:
+            iso.check_readable(iso_path)
+            iso.extract_tree(iso_path, self.p.image)
+            info = template.describe(self.p.image)
+            template.require_tinycore(info, iso_path)
+            self.p.state.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(self.p.template_json, info.to_json())
+            shutil.copyfile(self.p.image / info.isolinux_cfg, self.p.pristine_cfg)
+            # xorriso writes a new boot catalog; the template's old one must not linger in the tree.
+            (self.p.image / Path(info.isolinux_cfg).parent / "boot.cat").unlink(missing_ok=True)
+            return f"Tiny Core {info.tc_version or '?'} {info.arch}, kernel {info.kernel_version}"
+
+        iso.check_readable(iso_path)
+        return Stage("unpack-iso", action, files=[iso_path],
+                     outputs=[self.p.image, self.p.template_json, self.p.pristine_cfg])
+
+    def unpack_initrd(self) -> Stage:
+        def action() -> str:
+            info = self.info()
+            rmtree(self.p.extract)
+            if self.p.meta.exists():
+                self.p.meta.unlink()
+            for rel in info.initrds:
+                cpio.extract(self.p.image / rel, self.p.extract, self.p.meta)
+            return f"{len(cpio.TreeMeta.load(self.p.meta).entries)} entries"
+
+        return Stage("unpack-initrd", action, after=["unpack-iso"], outputs=[self.p.extract, self.p.meta])
+
+    def extensions_into_initrd(self) -> Stage:
+        def action() -> str:
+            meta = cpio.TreeMeta.load(self.p.meta)
+            _, tczs = self.closure("initrd")
+            run_scripts = self.cfg.extract_scripts == "run"
+            results = [initrd_ext.install_extracted(self.p.extract, meta, t, self.p.state, run_scripts)
+                       for t in tczs]
+            b_names, b_tczs = self.closure("builtin")
+            if b_tczs:
+                initrd_ext.install_builtin(self.p.extract, meta, b_tczs, self.cfg.names("builtin"))
+            meta.save(self.p.meta)
+            self._modules_added = any(r.has_modules for r in results)
+            write_text_atomic(self.p.state / "initrd-extensions.json",
+                              json.dumps({"modules": self._modules_added,
+                                          "libs": any(r.has_libs for r in results)}))
+            return f"{len(results)} extracted, {len(b_tczs)} builtin"
+
+        initrd, _ = (self.cfg.names("initrd"), None)
+        return Stage("extensions-initrd", action, after=["unpack-initrd"],
+                     files=self.tcz_files("initrd") + self.tcz_files("builtin"),
+                     values={"initrd": initrd, "builtin": self.cfg.names("builtin"),
+                             "scripts": self.cfg.extract_scripts, "dirs": [str(d) for d in self.cfg.ext_dirs]})
+
+    def kernel_modules(self) -> Stage:
+        def action() -> str:
+            flags = json.loads((self.p.state / "initrd-extensions.json").read_text())
+            kver = self.info().kernel_version
+            if not flags["modules"] or not kver:
+                return "no modules added"
+            initrd_ext.depmod(self.p.extract, kver)
+            meta = cpio.TreeMeta.load(self.p.meta)
+            for f in (self.p.extract / "lib/modules" / kver).glob("modules.*"):
+                meta.set(f.relative_to(self.p.extract).as_posix(), 0o100644, 0, 0)
+            meta.save(self.p.meta)
+            return f"depmod {kver}"
+
+        return Stage("kernel-modules", action, after=["extensions-initrd"])
+
+    def extensions_beside_initrd(self) -> Stage:
+        def action() -> str:
+            in_initrd, _ = self.closure("initrd")
+            names, tczs = self.closure("onboot")
+            od_names, od_tczs = self.closure("ondemand")
+            return cde.write(self.p.image / "cde", onboot=self.cfg.names("onboot"),
+                             files=[t for t in [*tczs, *od_tczs] if t.name not in in_initrd],
+                             copy2fs_all=self.cfg.copy2fs_all, copy2fs=self.cfg.copy2fs)
+
+        return Stage("extensions-cde", action, after=["unpack-iso"],
+                     files=self.tcz_files("onboot") + self.tcz_files("ondemand"),
+                     values={"onboot": self.cfg.names("onboot"), "ondemand": self.cfg.names("ondemand"),
+                             "initrd": self.cfg.names("initrd"), "copy2fs": [self.cfg.copy2fs_all,
+                                                                              self.cfg.copy2fs],
+                             "dirs": [str(d) for d in self.cfg.ext_dirs]})
+
+    def boot_codes(self) -> list[str]:
+        codes = list(self.cfg.boot_codes)
+        if self.cfg.names("onboot") or self.cfg.names("ondemand"):
+            codes.append("cde")
+        if self.cfg.serial and not any(c.startswith("console=") for c in codes):
+            codes += ["console=tty0", "console=ttyS0,115200"]
+        return codes
+
+    def bootcode(self) -> Stage:
+        def action() -> str:
+            info = self.info()
+            initrds = ["/" + info.initrds[0]]
+            timeout = None
+            if self.cfg.menu_timeout is not None:
+                timeout = max(1, round(self.cfg.menu_timeout * 10))
+            pristine = self.p.pristine_cfg.read_text(errors="replace")
+            serial = self.cfg.serial or any(c.startswith("console=ttyS") for c in self.cfg.boot_codes)
+            text = isolinux_cfg.rewrite(pristine, codes=self.boot_codes(), timeout_tenths=timeout,
+                                        serial=serial,
+                                        initrds=initrds if len(info.initrds) > 1 else None)
+            write_text_atomic(self.p.image / info.isolinux_cfg, text)
+            parsed = isolinux_cfg.parse(text)
+            label = parsed.default_label()
+            assert label is not None
+            tenths = next((int(w[1]) for w in (ln.split() for ln in text.splitlines())
+                           if len(w) == 2 and w[0].lower() == "timeout" and w[1].isdigit()), 50)
+            entry = BootEntry(title=f"{label.name} (pebuilder)", kernel="/" + info.kernel, initrds=initrds,
+                              cmdline=label.append, timeout=tenths / 10, serial=serial)
+            marker = entry.marker_name(self.cfg.iso.volume_id if self.cfg.iso else "")
+            if info.arch == "x86_64":
+                iso_out.write_grub_files(self.p.image, entry, marker)
+            write_text_atomic(self.p.entry_json, json.dumps({"marker": marker, **entry.__dict__}))
+            return " ".join(self.boot_codes())
+
+        return Stage("bootcode", action, after=["unpack-iso", "extensions-cde"],
+                     values={"codes": self.boot_codes(), "timeout": self.cfg.menu_timeout,
+                             "serial": self.cfg.serial, "vol": self.cfg.iso.volume_id if self.cfg.iso else ""},
+                     outputs=[self.p.entry_json])
+
+    def pack_initrd(self) -> Stage:
+        def action() -> str:
+            info = self.info()
+            target = self.p.image / info.initrds[0]
+            size = cpio.pack(self.p.extract, cpio.TreeMeta.load(self.p.meta), target,
+                             self.cfg.initrd_compression, self.cfg.initrd_level)
+            for extra in info.initrds[1:]:
+                (self.p.image / extra).unlink(missing_ok=True)
+            return f"{target.name} {size} bytes"
+
+        return Stage("pack-initrd", action, after=["unpack-iso", "kernel-modules"],
+                     trees=[self.p.extract], files=[self.p.meta],
+                     values={"c": self.cfg.initrd_compression, "l": self.cfg.initrd_level})
+
+    def efi_boot(self) -> Stage:
+        def action() -> str:
+            info = self.info()
+            if info.arch != "x86_64" or not (self.cfg.iso and self.cfg.iso.uefi):
+                self.p.esp.unlink(missing_ok=True)
+                return f"no UEFI for {info.arch}: BIOS only"
+            marker = json.loads(self.p.entry_json.read_text())["marker"]
+            iso_out.build_esp(self.p.esp, "x86_64", marker, self.p.state)
+            return "GRUB x86_64-efi"
+
+        return Stage("efi-boot", action, after=["bootcode"],
+                     values={"uefi": bool(self.cfg.iso and self.cfg.iso.uefi)})
+
+    def package_iso(self) -> Stage:
+        out = self.cfg.iso.path if self.cfg.iso else self.p.work / "ezremaster.iso"
+        vol = self.cfg.iso.volume_id if self.cfg.iso else "Tinycore"
+
+        def action() -> str:
+            info = self.info()
+            isolinux_bin = str(Path(info.isolinux_cfg).parent / "isolinux.bin")
+            if not (self.p.image / isolinux_bin).is_file():
+                raise PebuilderError(f"the template has no {isolinux_bin}; cannot make a BIOS-bootable ISO",
+                                     Exit.NO_ISOLINUX_CFG)
+            esp = self.p.esp if self.p.esp.exists() else None
+            iso_out.package(self.p.image, out, isolinux_bin=isolinux_bin, esp=esp, volume_id=vol)
+            return str(out)
+
+        return Stage("package-iso", action, after=["bootcode", "pack-initrd", "efi-boot", "extensions-cde"],
+                     trees=[self.p.image], values={"out": str(out), "vol": vol}, outputs=[out])

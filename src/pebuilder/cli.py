@@ -1,0 +1,229 @@
+"""Command line: `pebuilder <command>`. Expected failures print one message and exit non-zero."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from pebuilder import __version__
+from pebuilder.errors import Exit, PebuilderError
+
+log = logging.getLogger("pebuilder")
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ext-dir", action="append", type=Path, default=[], metavar="DIR",
+                   help="folder with .tcz extensions (repeatable)")
+    p.add_argument("--json", action="store_true", help="print the stage report as JSON")
+    p.add_argument("--force", action="store_true", help="rerun every stage, ignoring the cache")
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="pebuilder", description=__doc__)
+    ap.add_argument("--version", action="version", version=f"pebuilder {__version__}")
+    ap.add_argument("-v", "--verbose", action="store_true", help="log every external command")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("doctor", help="list the external tools and what installs the missing ones")
+
+    cs = sub.add_parser("config", help="work with config files")
+    cs_sub = cs.add_subparsers(dest="config_command", required=True)
+    show = cs_sub.add_parser("show", help="print the resolved build model")
+    show.add_argument("config", type=Path)
+    show.add_argument("--format", choices=("toml", "json"), default="toml")
+    show.add_argument("--ext-dir", action="append", type=Path, default=[])
+
+    ins = sub.add_parser("inspect", help="describe a template ISO")
+    ins.add_argument("iso", type=Path)
+    ins.add_argument("--json", action="store_true")
+
+    rm = sub.add_parser("remaster", help="remaster.sh-compatible: CFG [checkimage|extractimage|bootcode|"
+                                         "package|rebuild]")
+    rm.add_argument("config", type=Path, nargs="?")
+    rm.add_argument("function", nargs="?", default="rebuild")
+    _add_common(rm)
+
+    b = sub.add_parser("build", help="build the outputs of a pebuilder.toml (or the built-in default)")
+    b.add_argument("config", type=Path, nargs="?")
+    b.add_argument("--out", type=Path, help="output folder for the built-in default")
+    b.add_argument("--check", action="store_true", help="boot the result under QEMU and check its marker")
+    _add_common(b)
+
+    bt = sub.add_parser("boot", help="boot an image under QEMU and wait for text on its serial console")
+    bt.add_argument("image", type=Path)
+    bt.add_argument("--firmware", choices=("bios", "uefi"), default="bios")
+    bt.add_argument("--as", dest="media", choices=("cdrom", "disk"), default=None)
+    bt.add_argument("--arch", choices=("x86_64", "aarch64"), default="x86_64")
+    bt.add_argument("--expect", action="append", default=[], metavar="TEXT")
+    bt.add_argument("--timeout", type=float, default=180)
+    bt.add_argument("--memory", type=int, default=512, help="MiB")
+    bt.add_argument("--net", action="store_true", help="user-mode network, restricted to the host")
+    bt.add_argument("--drive-if", choices=("ide", "virtio", "scsi"), default="ide")
+    bt.add_argument("--log", type=Path, help="keep the serial console here")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = parser()
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s: %(message)s", stream=sys.stderr)
+    try:
+        return COMMANDS[args.command](args)
+    except PebuilderError as exc:
+        print(f"pebuilder: error: {exc}", file=sys.stderr)
+        return int(exc.code)
+    except KeyboardInterrupt:
+        print("pebuilder: interrupted", file=sys.stderr)
+        return 130
+
+
+def cmd_doctor(args) -> int:
+    from pebuilder.runner import TOOLS, which
+
+    missing = []
+    for t in TOOLS.values():
+        path = which(t.name)
+        print(f"{'ok     ' if path else 'MISSING'} {t.name:<20} {path or '':<44} {t.purpose}")
+        if not path:
+            missing.append(t.package)
+    if missing:
+        print(f"\nInstall what is missing with:\n  apt-get install {' '.join(sorted(set(missing)))}")
+        return int(Exit.TOOL_MISSING)
+    print("\nAll tools are present.")
+    return 0
+
+
+def _load(path: Path, ext_dirs: list[Path]):
+    from pebuilder.config.native import load_any
+
+    cfg = load_any(path, ext_dirs)
+    for w in cfg.warnings:
+        log.warning(w)
+    return cfg
+
+
+def cmd_config(args) -> int:
+    cfg = _load(args.config, args.ext_dir)
+    if args.format == "json":
+        print(cfg.to_json())
+    else:
+        from pebuilder.config.emit import to_toml
+
+        print(to_toml(cfg), end="")
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    import tempfile
+
+    from pebuilder.formats import iso
+    from pebuilder.tinycore import isolinux_cfg, template
+
+    iso.check_readable(args.iso)
+    with tempfile.TemporaryDirectory(prefix="pebuilder-inspect-") as tmp:
+        tree = Path(tmp)
+        iso.extract_files(args.iso, list(isolinux_cfg.CANDIDATES), tree)
+        cfg_rel = template.find_isolinux_cfg(tree)
+        parsed = isolinux_cfg.parse((tree / cfg_rel).read_text(errors="replace"))
+        label = parsed.default_label()
+        names = []
+        if label:
+            names = [n.lstrip("/") for n in [label.kernel or "", *label.initrds] if n]
+        iso.extract_files(args.iso, names, tree)
+        info = template.describe(tree)
+    template.require_tinycore(info, args.iso)
+    if args.json:
+        print(info.to_json())
+    else:
+        print(f"template     {args.iso}")
+        print(f"tiny core    {info.tc_version or 'unknown'} ({info.arch})")
+        print(f"kernel       /{info.kernel} ({info.kernel_version or 'version unknown'})")
+        print(f"initrds      {', '.join('/' + i for i in info.initrds)}")
+        print(f"boot label   {info.label}: {' '.join(info.append)}")
+        print(f"modules      {', '.join(info.module_dirs) or 'none in the initrd'}")
+    return 0
+
+
+def _report(engine, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(engine.report(), indent=2))
+
+
+def _engine(cfg, args):
+    from pebuilder.engine.progress import Progress
+    from pebuilder.engine.stages import Engine
+
+    try:
+        cfg.work_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PebuilderError(f"cannot create the work folder {cfg.work_dir}: {exc.strerror}; set temp_dir "
+                             "(or [work] dir) to a writable place", Exit.TEMP_DIR) from None
+    return Engine(cfg.work_dir / ".pebuilder", Progress(enabled=not args.json), force=args.force)
+
+
+def cmd_remaster(args) -> int:
+    from pebuilder.builds.remaster import FUNCTIONS, Remaster
+
+    if args.config is None:
+        print("usage: pebuilder remaster CFG [checkimage|extractimage|bootcode|package|rebuild]",
+              file=sys.stderr)
+        return int(Exit.USAGE)
+    if args.function not in FUNCTIONS:
+        print(f"pebuilder: error: unknown function {args.function!r}; use one of: {', '.join(FUNCTIONS)}",
+              file=sys.stderr)
+        return int(Exit.BAD_FUNCTION)
+    cfg = _load(args.config, args.ext_dir)
+    engine = _engine(cfg, args)
+    Remaster(cfg, engine).run(args.function)
+    _report(engine, args.json)
+    return 0
+
+
+def cmd_build(args) -> int:
+    if args.config is None:
+        from pebuilder.builds import default
+
+        return default.build_and_check(args)
+    from pebuilder.builds.remaster import Remaster
+
+    cfg = _load(args.config, args.ext_dir)
+    if cfg.template_iso is None:
+        from pebuilder.builds import default
+
+        return default.build_from_config(cfg, args)
+    engine = _engine(cfg, args)
+    Remaster(cfg, engine).run("rebuild")
+    _report(engine, args.json)
+    return 0
+
+
+def cmd_boot(args) -> int:
+    from pebuilder.boot.qemu import boot
+
+    media = args.media or ("cdrom" if args.image.suffix == ".iso" else "disk")
+    if not args.expect:
+        print("pebuilder: error: give at least one --expect TEXT to wait for", file=sys.stderr)
+        return int(Exit.USAGE)
+
+    def seen(text: str, t: float) -> None:
+        print(f"{t:7.1f} s  {text}", flush=True)
+
+    res = boot(args.image, expect=args.expect, firmware=args.firmware, media=media, arch=args.arch,
+               timeout=args.timeout, memory=args.memory, net=args.net, log_path=args.log,
+               drive_if=args.drive_if, on_seen=seen)
+    if res.ok:
+        print(f"booted: all {len(res.seen)} expected texts seen in {res.seconds:.1f} s "
+              f"(serial log: {res.log_path})")
+        return 0
+    print(f"pebuilder: error: boot check failed ({res.exit_reason}); not seen: "
+          f"{', '.join(repr(m) for m in res.missing)}\n--- last lines of {res.log_path} ---\n{res.tail()}",
+          file=sys.stderr)
+    return int(Exit.BOOT_FAILED)
+
+
+COMMANDS = {"doctor": cmd_doctor, "config": cmd_config, "inspect": cmd_inspect, "remaster": cmd_remaster,
+            "build": cmd_build, "boot": cmd_boot}

@@ -1,0 +1,40 @@
+"""Hybrid ISO output: BIOS through the tree's isolinux, UEFI through GRUB on an appended ESP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pebuilder.formats import fat, grub
+from pebuilder.formats.iso import HybridLayout, write_hybrid
+from pebuilder.fsutil import build_time, write_text_atomic
+from pebuilder.outputs.bootmenu import BootEntry, grub_cfg
+
+
+def write_grub_files(tree: Path, entry: BootEntry, marker: str) -> None:
+    """grub.cfg and the marker file GRUB's embedded config searches for."""
+    write_text_atomic(tree / "boot/grub/grub.cfg", grub_cfg(entry))
+    write_text_atomic(tree / marker.lstrip("/"), "pebuilder boot medium\n")
+
+
+def build_esp(out: Path, arch: str, marker: str, workdir: Path) -> None:
+    """A FAT image with GRUB at the removable-media path UEFI firmware looks for."""
+    efi_name = grub.EFI_TARGETS[arch][1]
+    loader = workdir / efi_name
+    grub.build_efi(loader, arch, marker, workdir)
+    t = build_time()
+    import os
+
+    os.utime(loader, (t, t))
+    files = {f"EFI/BOOT/{efi_name}": loader}
+    tmp = out.with_name(out.name + ".tmp")
+    fat.format_fat(tmp, size=fat.esp_size_for(files), label="EFIBOOT")
+    fat.add_files(tmp, files)
+    tmp.replace(out)
+
+
+def package(tree: Path, out: Path, *, isolinux_bin: str | None, esp: Path | None, volume_id: str) -> None:
+    catalog = None
+    if isolinux_bin:
+        catalog = str(Path(isolinux_bin).parent / "boot.cat")
+    write_hybrid(tree, out, HybridLayout(isolinux_bin=isolinux_bin, boot_catalog=catalog, esp_image=esp,
+                                         volume_id=volume_id))

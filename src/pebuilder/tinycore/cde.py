@@ -1,0 +1,36 @@
+"""The `cde/` folder of a Tiny Core ISO (or `/tce` on a disk): extensions loaded at boot.
+
+The folder is written whole every time, so removing an extension from the config removes it
+from the image, and the onboot list never accumulates duplicates.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from pebuilder.fsutil import rmtree, write_text_atomic
+from pebuilder.tinycore.extensions import md5_text, verify_md5
+
+
+def write(folder: Path, *, onboot: list[str], files: list[Path], copy2fs_all: bool = False,
+          copy2fs: list[str] | None = None) -> str:
+    if folder.exists():
+        rmtree(folder)
+    if not files and not onboot:
+        return "no extensions outside the initrd"
+    opt = folder / "optional"
+    opt.mkdir(parents=True)
+    for tcz in files:
+        verify_md5(tcz)
+        shutil.copyfile(tcz, opt / tcz.name)
+        dep = tcz.with_name(tcz.name + ".dep")
+        if dep.is_file():
+            shutil.copyfile(dep, opt / dep.name)
+        write_text_atomic(opt / f"{tcz.name}.md5.txt", md5_text(tcz))
+    write_text_atomic(folder / "onboot.lst", "".join(f"{n}\n" for n in onboot))
+    if copy2fs_all:
+        write_text_atomic(folder / "copy2fs.flg", "")
+    if copy2fs:
+        write_text_atomic(folder / "copy2fs.lst", "".join(f"{n}\n" for n in copy2fs))
+    return f"{len(files)} in {folder.name}/optional, {len(onboot)} on boot"
