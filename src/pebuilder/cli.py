@@ -19,6 +19,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="folder with .tcz extensions (repeatable)")
     p.add_argument("--json", action="store_true", help="print the stage report as JSON")
     p.add_argument("--force", action="store_true", help="rerun every stage, ignoring the cache")
+    p.add_argument("--menu-timeout", type=float, metavar="SECONDS",
+                   help="boot menu timeout, overriding the template's (and the config's)")
+    p.add_argument("--serial", action="store_true", help="boot menus and kernel on the serial console")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -97,10 +100,16 @@ def cmd_doctor(args) -> int:
     return 0
 
 
-def _load(path: Path, ext_dirs: list[Path]):
+def _load(path: Path, ext_dirs: list[Path], args=None):
     from pebuilder.config.native import load_any
 
     cfg = load_any(path, ext_dirs)
+    if args is not None and getattr(args, "menu_timeout", None) is not None:
+        if not 0 <= args.menu_timeout <= 3600:
+            raise PebuilderError("--menu-timeout takes seconds from 0 to 3600", Exit.USAGE)
+        cfg.menu_timeout = args.menu_timeout
+    if args is not None and getattr(args, "serial", False):
+        cfg.serial = True
     for w in cfg.warnings:
         log.warning(w)
     return cfg
@@ -176,7 +185,7 @@ def cmd_remaster(args) -> int:
         print(f"pebuilder: error: unknown function {args.function!r}; use one of: {', '.join(FUNCTIONS)}",
               file=sys.stderr)
         return int(Exit.BAD_FUNCTION)
-    cfg = _load(args.config, args.ext_dir)
+    cfg = _load(args.config, args.ext_dir, args)
     engine = _engine(cfg, args)
     Remaster(cfg, engine).run(args.function)
     _report(engine, args.json)
@@ -190,7 +199,7 @@ def cmd_build(args) -> int:
         return default.build_and_check(args)
     from pebuilder.builds.remaster import Remaster
 
-    cfg = _load(args.config, args.ext_dir)
+    cfg = _load(args.config, args.ext_dir, args)
     if cfg.template_iso is None:
         from pebuilder.builds import default
 

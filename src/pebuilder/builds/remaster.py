@@ -87,9 +87,9 @@ class Remaster:
 
     def run(self, function: str) -> None:
         upto = {"extractimage": "extensions-cde", "bootcode": "bootcode", "package": "package-iso",
-                "rebuild": "package-iso", "checkimage": "unpack-iso"}[function]
+                "rebuild": "package-iso", "checkimage": "template"}[function]
         for chain in self.stages():
-            if function == "bootcode" and chain[0].name not in ("unpack-iso", "bootcode"):
+            if function == "bootcode" and chain[0].name not in ("template", "bootcode"):
                 continue
             self.engine.chain(chain)
             if any(s.name == upto for s in chain):
@@ -138,7 +138,7 @@ class Remaster:
     def unpack_iso(self) -> Stage:
         iso_path = self.cfg.template_iso
         if iso_path is None:
-            raise PebuilderError("this build has no template ISO", Exit.NO_TEMPLATE)
+            return self.builtin_template()
 
         def action() -> str:
             iso.check_readable(iso_path)
@@ -153,7 +153,25 @@ class Remaster:
             return f"Tiny Core {info.tc_version or '?'} {info.arch}, kernel {info.kernel_version}"
 
         iso.check_readable(iso_path)
-        return Stage("unpack-iso", action, files=[iso_path],
+        return Stage("template", action, files=[iso_path],
+                     outputs=[self.p.image, self.p.template_json, self.p.pristine_cfg])
+
+    def builtin_template(self) -> Stage:
+        from pebuilder.debian import template as debian_template
+
+        if self.cfg.extensions:
+            raise PebuilderError("extensions (.tcz) need a Tiny Core template; the built-in Debian template "
+                                 "has no tce-load. Set [template] iso to a Tiny Core ISO", Exit.NOT_TINYCORE)
+
+        def action() -> str:
+            debian_template.assemble(self.p.image, self.p.state)
+            info = template.describe(self.p.image)
+            self.p.state.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(self.p.template_json, info.to_json())
+            shutil.copyfile(self.p.image / info.isolinux_cfg, self.p.pristine_cfg)
+            return f"Debian kernel {info.kernel_version} + busybox-static"
+
+        return Stage("template", action, values={"builtin": "debian"},
                      outputs=[self.p.image, self.p.template_json, self.p.pristine_cfg])
 
     def unpack_initrd(self) -> Stage:
@@ -166,7 +184,7 @@ class Remaster:
                 cpio.extract(self.p.image / rel, self.p.extract, self.p.meta)
             return f"{len(cpio.TreeMeta.load(self.p.meta).entries)} entries"
 
-        return Stage("unpack-initrd", action, after=["unpack-iso"], outputs=[self.p.extract, self.p.meta])
+        return Stage("unpack-initrd", action, after=["template"], outputs=[self.p.extract, self.p.meta])
 
     def extensions_into_initrd(self) -> Stage:
         def action() -> str:
@@ -179,16 +197,14 @@ class Remaster:
             if b_tczs:
                 initrd_ext.install_builtin(self.p.extract, meta, b_tczs, self.cfg.names("builtin"))
             meta.save(self.p.meta)
-            self._modules_added = any(r.has_modules for r in results)
             write_text_atomic(self.p.state / "initrd-extensions.json",
-                              json.dumps({"modules": self._modules_added,
+                              json.dumps({"modules": any(r.has_modules for r in results),
                                           "libs": any(r.has_libs for r in results)}))
             return f"{len(results)} extracted, {len(b_tczs)} builtin"
 
-        initrd, _ = (self.cfg.names("initrd"), None)
         return Stage("extensions-initrd", action, after=["unpack-initrd"],
                      files=self.tcz_files("initrd") + self.tcz_files("builtin"),
-                     values={"initrd": initrd, "builtin": self.cfg.names("builtin"),
+                     values={"initrd": self.cfg.names("initrd"), "builtin": self.cfg.names("builtin"),
                              "scripts": self.cfg.extract_scripts, "dirs": [str(d) for d in self.cfg.ext_dirs]})
 
     def kernel_modules(self) -> Stage:
@@ -215,7 +231,7 @@ class Remaster:
                              files=[t for t in [*tczs, *od_tczs] if t.name not in in_initrd],
                              copy2fs_all=self.cfg.copy2fs_all, copy2fs=self.cfg.copy2fs)
 
-        return Stage("extensions-cde", action, after=["unpack-iso"],
+        return Stage("extensions-cde", action, after=["template"],
                      files=self.tcz_files("onboot") + self.tcz_files("ondemand"),
                      values={"onboot": self.cfg.names("onboot"), "ondemand": self.cfg.names("ondemand"),
                              "initrd": self.cfg.names("initrd"), "copy2fs": [self.cfg.copy2fs_all,
@@ -256,7 +272,7 @@ class Remaster:
             write_text_atomic(self.p.entry_json, json.dumps({"marker": marker, **entry.__dict__}))
             return " ".join(self.boot_codes())
 
-        return Stage("bootcode", action, after=["unpack-iso", "extensions-cde"],
+        return Stage("bootcode", action, after=["template", "extensions-cde"],
                      values={"codes": self.boot_codes(), "timeout": self.cfg.menu_timeout,
                              "serial": self.cfg.serial, "vol": self.cfg.iso.volume_id if self.cfg.iso else ""},
                      outputs=[self.p.entry_json])
@@ -271,7 +287,7 @@ class Remaster:
                 (self.p.image / extra).unlink(missing_ok=True)
             return f"{target.name} {size} bytes"
 
-        return Stage("pack-initrd", action, after=["unpack-iso", "kernel-modules"],
+        return Stage("pack-initrd", action, after=["template", "kernel-modules"],
                      trees=[self.p.extract], files=[self.p.meta],
                      values={"c": self.cfg.initrd_compression, "l": self.cfg.initrd_level})
 

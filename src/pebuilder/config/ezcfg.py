@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pebuilder.config.model import BuildConfig, ExtensionSpec, IsoOutput, tcz_name
+from pebuilder.config.model import PLACEMENTS, BuildConfig, ExtensionSpec, IsoOutput, tcz_name
 from pebuilder.errors import ConfigError, Exit
 
 LIST_KEYS = {
@@ -87,7 +87,7 @@ def parse(text: str, path: Path, ext_dirs: list[Path]) -> BuildConfig:
         template_iso=(base / single["cd_location"][0]).resolve(),
         work_dir=temp_dir,
         ext_dirs=list(ext_dirs),
-        extensions=exts,
+        extensions=sorted(exts, key=lambda e: PLACEMENTS.index(e.placement)),
         boot_codes=codes,
         extract_scripts=policy,  # type: ignore[arg-type]
         copy2fs_all=copy2fs_all,

@@ -412,42 +412,47 @@ def pack(root: Path, meta: TreeMeta, out_path: Path, compression: str = "gzip",
         if stat.S_ISDIR(st.st_mode):
             parent = n.rpartition("/")[0] or "."
             subdirs[parent] = subdirs.get(parent, 0) + 1
-    with atomic_output(out_path) as tmp, open(tmp, "wb") as raw:
-        counting = _CountingSink(raw)
-        z = compress.open_compressor(counting, compression, level)
-        inner = _CountingSink(z)
-        w = CpioWriter(inner)
-        if "." in meta.entries:
-            mode, uid, gid = meta.entries["."]
-            st = os.stat(root)
-            mt = int(st.st_mtime) if clamp is None else min(int(st.st_mtime), clamp)
-            w.add(Entry(name=".", mode=mode, uid=uid, gid=gid, nlink=2 + subdirs.get(".", 0), mtime=mt))
-        group_ino: dict[str, int] = {}
-        for n in names:
-            e = _entry_for(root, n, stats[n], meta, clamp)
-            group = group_of.get(n)
-            if e.kind == "dir":
-                e.nlink = 2 + subdirs.get(n, 0)
-            if group:
-                first = group[0]
-                if first not in group_ino:
-                    group_ino[first] = w.next_ino
-                    w.next_ino += 1
-                e.ino = group_ino[first]
-                e.nlink = len(group)
-                if n != group[-1]:
-                    e.size = 0
-                    w.add(e)
-                    continue
-            if e.kind == "file" and e.size:
-                with open(root / n, "rb") as data:
-                    w.add(e, data)
-            else:
+    with atomic_output(out_path) as tmp:
+        with open(tmp, "wb") as raw:
+            _write_tree(root, names, stats, meta, group_of, subdirs, clamp, raw, compression, level)
+        return tmp.stat().st_size
+
+
+def _write_tree(root: Path, names: list[str], stats: dict[str, os.stat_result], meta: TreeMeta,
+                group_of: dict[str, list[str]], subdirs: dict[str, int], clamp: int | None, raw: BinaryIO,
+                compression: str, level: int | None) -> None:
+    z = compress.open_compressor(raw, compression, level)
+    inner = _CountingSink(z)
+    w = CpioWriter(inner)
+    if "." in meta.entries:
+        mode, uid, gid = meta.entries["."]
+        st = os.stat(root)
+        mt = int(st.st_mtime) if clamp is None else min(int(st.st_mtime), clamp)
+        w.add(Entry(name=".", mode=mode, uid=uid, gid=gid, nlink=2 + subdirs.get(".", 0), mtime=mt))
+    group_ino: dict[str, int] = {}
+    for n in names:
+        e = _entry_for(root, n, stats[n], meta, clamp)
+        group = group_of.get(n)
+        if e.kind == "dir":
+            e.nlink = 2 + subdirs.get(n, 0)
+        if group:
+            first = group[0]
+            if first not in group_ino:
+                group_ino[first] = w.next_ino
+                w.next_ino += 1
+            e.ino = group_ino[first]
+            e.nlink = len(group)
+            if n != group[-1]:
+                e.size = 0
                 w.add(e)
-        w.finish()
-        z.close()
-        size = counting.pos
-    return size
+                continue
+        if e.kind == "file" and e.size:
+            with open(root / n, "rb") as data:
+                w.add(e, data)
+        else:
+            w.add(e)
+    w.finish()
+    z.close()
 
 
 def list_entries(path: Path) -> list[Entry]:
