@@ -51,6 +51,6 @@ def build_from_config(cfg: BuildConfig, args) -> int:
 def build_and_check(args) -> int:
     cfg = default_config(args.out or Path("out"))
     rc = build_from_config(cfg, args)
-    if rc == 0 and cfg.iso and not args.check:
+    if rc == 0 and cfg.iso and not args.check and not args.json:
         print(f"built {cfg.iso.path}; boot it with: pebuilder boot {cfg.iso.path} --expect '{MARKER}'")
     return rc

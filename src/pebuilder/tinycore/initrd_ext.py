@@ -73,11 +73,13 @@ def merge(src: Path, root: Path, meta: TreeMeta, owners: dict[str, tuple[int, in
             d = parent / n
             st = os.lstat(s)
             if stat.S_ISDIR(st.st_mode):
-                if d.is_symlink():
-                    continue  # the image links this folder elsewhere; resolve_in_root follows it
-                if d.exists() and not d.is_dir():
+                if d.is_symlink() or d.is_dir():
+                    # An existing folder keeps the template's owner and mode (tce.installed stays
+                    # root:staff 775); a linked one is followed by resolve_in_root.
+                    continue
+                if d.exists():
                     d.unlink()
-                d.mkdir(exist_ok=True)
+                d.mkdir()
                 os.chmod(d, stat.S_IMODE(st.st_mode) | stat.S_IRWXU)
             else:
                 if d.is_dir() and not d.is_symlink():

@@ -1,0 +1,45 @@
+"""The remastered real Tiny Core ISO boots: BIOS as CD, BIOS as disk, UEFI as CD (and UEFI as disk)."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+from conftest import EXT_MARKER, TCZ, make_marker_extension, needs_fixtures, pebuilder, write_seed_style_cfg
+
+pytestmark = [needs_fixtures, pytest.mark.boot]
+
+HOST = "pb" + secrets.token_hex(4)
+
+
+@pytest.fixture(scope="module")
+def remastered(tmp_path_factory, template_iso):
+    base = tmp_path_factory.mktemp("bootiso")
+    exts = base / "exts"
+    exts.mkdir()
+    make_marker_extension(exts)
+    cfg = write_seed_style_cfg(base / "ezremaster.cfg", template_iso, base / "work", HOST)
+    pebuilder("remaster", cfg, "rebuild", "--ext-dir", exts, "--ext-dir", TCZ, "--menu-timeout", "1")
+    return base / "work/ezremaster.iso"
+
+
+@pytest.mark.parametrize("firmware,media", [("bios", "cdrom"), ("bios", "disk"), ("uefi", "cdrom")])
+def test_remastered_iso_boots(remastered, firmware, media, tmp_path):
+    log = tmp_path / "serial.log"
+    proc = pebuilder("boot", remastered, "--firmware", firmware, "--as", media,
+                     "--expect", f"Setting hostname to {HOST}", "--expect", EXT_MARKER,
+                     "--timeout", "170", "--log", log, check=False)
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+    assert f"Setting hostname to {HOST}" in proc.stdout and EXT_MARKER in proc.stdout
+    # the time each text appeared is printed
+    assert proc.stdout.strip().splitlines()[0].split()[1] == "s"
+    assert EXT_MARKER in log.read_text(errors="replace")
+
+
+def test_boot_failure_reports_tail_and_exit_code(tmp_path):
+    blank = tmp_path / "blank.img"
+    blank.write_bytes(b"\0" * (1 << 20))
+    proc = pebuilder("boot", blank, "--as", "disk", "--expect", "never printed", "--timeout", "8", check=False)
+    assert proc.returncode == 36
+    assert "boot check failed (timed out after 8 s)" in proc.stderr and "'never printed'" in proc.stderr
+    assert "Traceback" not in proc.stderr
