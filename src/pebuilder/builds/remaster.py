@@ -25,7 +25,7 @@ from pebuilder.tinycore.extensions import kernel_name
 
 log = logging.getLogger("pebuilder.remaster")
 
-FUNCTIONS = ("checkimage", "extractimage", "bootcode", "package", "rebuild")
+FUNCTIONS = ("checkimage", "extractimage", "bootcode", "package", "rebuild", "packagehd")
 
 
 @dataclass
@@ -83,16 +83,28 @@ class Remaster:
             [self.pack_initrd()],
             [self.efi_boot()],
             [self.package_iso()],
+            *([self.disk_image(i, d)] for i, d in enumerate(self.cfg.disks)),
         ]
 
     def run(self, function: str) -> None:
+        """remaster.sh's functions as prefixes of the one sequence (packagehd: all but the ISO)."""
+        if function == "packagehd" and not self.cfg.disks:
+            from pebuilder.config.model import DiskOutput
+
+            # The seed's packagehd: temp_dir/buildpackage.raw, 20 GiB, msdos, ext3, GRUB for BIOS.
+            self.cfg.disks = [DiskOutput(path=self.p.work / "buildpackage.raw", filesystem="ext3", label="TCROOT")]
         upto = {"extractimage": "extensions-cde", "bootcode": "bootcode", "package": "package-iso",
-                "rebuild": "package-iso", "checkimage": "template"}[function]
+                "rebuild": None, "checkimage": "template", "packagehd": None}[function]
         for chain in self.stages():
-            if function == "bootcode" and chain[0].name not in ("template", "bootcode"):
+            name = chain[0].name
+            if function == "bootcode" and name not in ("template", "bootcode"):
+                continue
+            if function == "packagehd" and name in ("efi-boot", "package-iso"):
+                continue
+            if function in ("package", "extractimage", "bootcode", "checkimage") and name.startswith("disk-"):
                 continue
             self.engine.chain(chain)
-            if any(s.name == upto for s in chain):
+            if upto and any(s.name == upto for s in chain):
                 return
 
     # -- helpers ----------------------------------------------------------------------------------
@@ -320,3 +332,25 @@ class Remaster:
 
         return Stage("package-iso", action, after=["bootcode", "pack-initrd", "efi-boot", "extensions-cde"],
                      trees=[self.p.image], values={"out": str(out), "vol": vol}, outputs=[out])
+
+    def disk_image(self, index: int, spec) -> Stage:
+        from pebuilder.outputs import disk
+        from pebuilder.tinycore import frugal
+
+        name = f"disk-{spec.path.name}"
+        staging = self.p.state / f"disk{index}" / "root"
+
+        def action() -> str:
+            info = self.info()
+            entry_data = json.loads(self.p.entry_json.read_text())
+            entry_data.pop("marker", None)
+            entry = frugal.disk_entry(BootEntry(**entry_data), spec)
+            frugal.stage(self.p.image, info.kernel, info.initrds[0], spec, staging)
+            plan = disk.write(spec, staging, entry, staging.parent, seed=f"{spec.path.name}|{spec.label}")
+            rmtree(staging)
+            return (f"{spec.table}/{spec.firmware} {spec.filesystem} {spec.format}, root at sector "
+                    f"{plan.root.start}: {' '.join(entry.cmdline)}")
+
+        values = {k: str(v) for k, v in spec.__dict__.items()}
+        return Stage(name, action, after=["bootcode", "pack-initrd", "extensions-cde"], trees=[self.p.image]
+                     + ([spec.mydata] if spec.mydata else []), values=values, outputs=[spec.path])

@@ -25,6 +25,28 @@ class IsoOutput:
     uefi: bool = True
 
 
+TABLES = ("msdos", "gpt")
+FIRMWARES = ("bios", "uefi", "both")
+FILESYSTEMS = ("ext4", "ext3", "ext2")
+DISK_FORMATS = ("raw", "qcow2", "vmdk")
+PERSIST = ("home", "opt", "restore")
+
+
+@dataclass
+class DiskOutput:
+    path: Path
+    size: int = 20 << 30  # bytes; sparse, so allocation follows content
+    table: str = "msdos"
+    firmware: str = "bios"
+    filesystem: str = "ext4"
+    label: str = "PEBUILDER"
+    format: str = "raw"
+    data_size: int | None = None  # a second partition for persistent data
+    data_label: str = "PBDATA"
+    persist: list[str] = field(default_factory=list)  # boot codes aimed at the data (or root) partition
+    mydata: Path | None = None  # folder restored at boot from /tce/mydata.tgz
+
+
 @dataclass
 class BuildConfig:
     source: Path | None  # the config file this came from
@@ -41,6 +63,7 @@ class BuildConfig:
     initrd_compression: str = "gzip"
     initrd_level: int = 9
     iso: IsoOutput | None = None
+    disks: list[DiskOutput] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     def names(self, placement: str) -> list[str]:
@@ -62,6 +85,28 @@ class BuildConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "KIB": 1 << 10, "M": 1 << 20, "MIB": 1 << 20, "G": 1 << 30,
+              "GIB": 1 << 30, "T": 1 << 40, "TIB": 1 << 40}
+
+
+def parse_size(value: str | int) -> int:
+    """Sizes as users write them: 20G, 512MiB, 1048576. Units are powers of 1024."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value <= 0:
+            raise ValueError(f"{value} is not a positive size")
+        return value
+    text = str(value).strip().upper()
+    num = text.rstrip("BKMGTI")
+    unit = text[len(num):]
+    try:
+        n = float(num)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a size; write e.g. 20G, 512M or a byte count") from None
+    if unit not in SIZE_UNITS or n <= 0:
+        raise ValueError(f"{value!r} is not a size; write e.g. 20G, 512M or a byte count")
+    return int(n * SIZE_UNITS[unit])
 
 
 def tcz_name(name: str) -> str:

@@ -10,7 +10,20 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pebuilder.config.model import PLACEMENTS, BuildConfig, ExtensionSpec, IsoOutput, tcz_name
+from pebuilder.config.model import (
+    DISK_FORMATS,
+    FILESYSTEMS,
+    FIRMWARES,
+    PERSIST,
+    PLACEMENTS,
+    TABLES,
+    BuildConfig,
+    DiskOutput,
+    ExtensionSpec,
+    IsoOutput,
+    parse_size,
+    tcz_name,
+)
 from pebuilder.errors import ConfigError, Exit
 from pebuilder.formats.compress import COMPRESSIONS
 
@@ -20,8 +33,10 @@ SCHEMA: dict[str, set[str]] = {
     "extensions": {"dirs", *PLACEMENTS, "scripts", "copy2fs"},
     "boot": {"codes", "timeout", "serial"},
     "initrd": {"compression", "level"},
-    "output": {"iso"},
+    "output": {"iso", "disk"},
     "output.iso": {"path", "volume_id", "uefi"},
+    "output.disk": {"path", "size", "table", "firmware", "filesystem", "label", "format", "data_size",
+                    "data_label", "persist", "mydata"},
 }
 BUILTIN_TEMPLATES = ("debian",)
 
@@ -34,10 +49,11 @@ class _Reader:
     def fail(self, key: str, msg: str) -> ConfigError:
         return ConfigError(f"{self.path}: {key}: {msg}")
 
-    def table(self, name: str) -> dict[str, Any]:
-        node: Any = self.data
-        for part in name.split("."):
-            node = node.get(part, {}) if isinstance(node, dict) else {}
+    def table(self, name: str, node: Any = None) -> dict[str, Any]:
+        if node is None:
+            node = self.data
+            for part in name.split("."):
+                node = node.get(part, {}) if isinstance(node, dict) else {}
         if not isinstance(node, dict):
             raise self.fail(name, "must be a table")
         allowed = SCHEMA[name]
@@ -47,8 +63,9 @@ class _Reader:
                                 f"{', '.join(sorted(allowed))}")
         return node
 
-    def get(self, table: str, key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
-        node = self.table(table)
+    def get(self, table: str, key: str, kind: type | tuple[type, ...], default: Any = None,
+            node: dict[str, Any] | None = None) -> Any:
+        node = self.table(table, node)
         if key not in node:
             return default
         value = node[key]
@@ -59,8 +76,8 @@ class _Reader:
             raise self.fail(f"{table}.{key}", f"expected {names}, got {type(value).__name__} {value!r}")
         return value
 
-    def strings(self, table: str, key: str) -> list[str]:
-        value = self.get(table, key, list, [])
+    def strings(self, table: str, key: str, node: dict[str, Any] | None = None) -> list[str]:
+        value = self.get(table, key, list, [], node)
         for item in value:
             if not isinstance(item, str) or not item.strip():
                 raise self.fail(f"{table}.{key}", f"expected a list of non-empty strings, got item {item!r}")
@@ -112,15 +129,22 @@ def parse(data: dict[str, Any], path: Path, ext_dirs: list[Path]) -> BuildConfig
     if not 0 <= level <= 22:
         raise r.fail("initrd.level", f"{level} is out of range (gzip 1-9, xz 0-9, zstd 1-22)")
     iso_out = None
-    r.table("output")
+    out_node = data.get("output", {})
+    if not isinstance(out_node, dict):
+        raise r.fail("output", "must be a table")
+    for key in out_node:
+        if key not in SCHEMA["output"]:
+            raise r.fail(f"output.{key}", "unknown output; accepted: iso, disk")
     out = r.table("output.iso")
-    if out or not data.get("output"):
+    if out or not out_node.get("disk"):
         vol = r.get("output.iso", "volume_id", str, "PEBUILDER")
         if not 1 <= len(vol) <= 32:
             raise r.fail("output.iso.volume_id", "must be 1 to 32 characters")
         iso_out = IsoOutput(path=base / r.get("output.iso", "path", str, "pebuilder.iso"), volume_id=vol,
                             uefi=r.get("output.iso", "uefi", bool, True))
+    disks = _disks(r, data, base)
     return BuildConfig(
+        disks=disks,
         source=path,
         template_iso=(base / iso).resolve() if iso else None,
         work_dir=work.resolve(),
@@ -136,6 +160,67 @@ def parse(data: dict[str, Any], path: Path, ext_dirs: list[Path]) -> BuildConfig
         initrd_level=level,
         iso=iso_out,
     )
+
+
+def _choice(r: _Reader, key: str, value: str, accepted: tuple[str, ...]) -> str:
+    if value not in accepted:
+        raise r.fail(key, f"got {value!r}; accepted values: {', '.join(accepted)}")
+    return value
+
+
+def _size(r: _Reader, key: str, value: Any) -> int:
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise r.fail(key, str(exc)) from None
+
+
+def _disks(r: _Reader, data: dict[str, Any], base: Path) -> list[DiskOutput]:
+    raw = data.get("output", {}).get("disk") if isinstance(data.get("output"), dict) else None
+    if raw is None:
+        return []
+    tables = raw if isinstance(raw, list) else [raw]
+    out = []
+    for i, t in enumerate(tables):
+        name = "output.disk" if not isinstance(raw, list) else f"output.disk[{i}]"
+        node = r.table("output.disk", t)
+
+        def get(key: str, kind: Any, default: Any = None, node: dict = node) -> Any:
+            try:
+                return r.get("output.disk", key, kind, default, node)
+            except Exception as exc:
+                raise type(exc)(str(exc).replace("output.disk.", f"{name}.")) from None
+
+        if "path" not in node:
+            raise r.fail(f"{name}.path", "missing; say where the disk image goes, e.g. path = \"out/disk.raw\"")
+        persist = r.strings("output.disk", "persist", node)
+        for p in persist:
+            _choice(r, f"{name}.persist", p, PERSIST)
+        label = get("label", str, "PEBUILDER")
+        if not 1 <= len(label) <= 16 or any(c.isspace() for c in label):
+            raise r.fail(f"{name}.label", f"{label!r}: a filesystem label is 1 to 16 characters without spaces")
+        data_size = get("data_size", (str, int))
+        mydata = get("mydata", str)
+        disk = DiskOutput(
+            path=(base / get("path", str)).resolve(),
+            size=_size(r, f"{name}.size", get("size", (str, int), "20G")),
+            table=_choice(r, f"{name}.table", get("table", str, "msdos"), TABLES),
+            firmware=_choice(r, f"{name}.firmware", get("firmware", str, "bios"), FIRMWARES),
+            filesystem=_choice(r, f"{name}.filesystem", get("filesystem", str, "ext4"), FILESYSTEMS),
+            label=label,
+            format=_choice(r, f"{name}.format", get("format", str, "raw"), DISK_FORMATS),
+            data_size=_size(r, f"{name}.data_size", data_size) if data_size is not None else None,
+            data_label=get("data_label", str, "PBDATA"),
+            persist=persist,
+            mydata=(base / mydata).resolve() if mydata else None,
+        )
+        if disk.table == "msdos" and disk.firmware != "bios" and disk.size > (2 << 40):
+            raise r.fail(f"{name}.size", "an msdos table cannot address more than 2 TiB; use table = \"gpt\"")
+        out.append(disk)
+    paths = [d.path for d in out]
+    if len(set(paths)) != len(paths):
+        raise r.fail("output.disk", "two disks write to the same path")
+    return out
 
 
 def load_any(path: Path, ext_dirs: list[Path] | None = None) -> BuildConfig:
