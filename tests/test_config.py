@@ -168,3 +168,28 @@ def test_missing_template_exit_5(tmp_path):
     proc = pebuilder("remaster", p, "rebuild", check=False)
     assert proc.returncode == 5 and "not an ISO 9660 image" in proc.stderr
     assert not Path(tmp_path / "w/ezremaster.iso").exists()
+
+
+def test_disk_outputs_round_trip_through_show(tmp_path):
+    p = tmp_path / "pebuilder.toml"
+    p.write_text("""
+[template]
+iso = "tc.iso"
+[output.disk]
+path = "out/d.qcow2"
+size = "2G"
+table = "gpt"
+firmware = "both"
+format = "qcow2"
+data_size = "512M"
+persist = ["home", "opt"]
+mydata = "backup"
+""")
+    cfg = native.load(p)
+    d = cfg.disks[0]
+    assert (d.size, d.table, d.firmware, d.format, d.data_size) == (2 << 30, "gpt", "both", "qcow2", 512 << 20)
+    assert d.mydata == tmp_path / "backup" and d.persist == ["home", "opt"]
+    assert cfg.iso is None  # only the disk was asked for
+    again = tmp_path / "again.toml"
+    again.write_text(pebuilder("config", "show", p).stdout)
+    assert native.load(again).disks == cfg.disks

@@ -34,4 +34,12 @@ def to_toml(cfg: BuildConfig) -> str:
     if cfg.iso:
         out += ["", "[output.iso]", f"path = {_v(cfg.iso.path)}", f"volume_id = {_v(cfg.iso.volume_id)}",
                 f"uefi = {_v(cfg.iso.uefi)}"]
+    for d in cfg.disks:
+        out += ["", "[[output.disk]]", f"path = {_v(d.path)}", f"size = {d.size}", f"table = {_v(d.table)}",
+                f"firmware = {_v(d.firmware)}", f"filesystem = {_v(d.filesystem)}", f"label = {_v(d.label)}",
+                f"format = {_v(d.format)}", f"data_label = {_v(d.data_label)}", f"persist = {_v(d.persist)}"]
+        if d.data_size:
+            out.append(f"data_size = {d.data_size}")
+        if d.mydata:
+            out.append(f"mydata = {_v(d.mydata)}")
     return "\n".join(out) + "\n"

@@ -49,38 +49,40 @@ class _Reader:
     def fail(self, key: str, msg: str) -> ConfigError:
         return ConfigError(f"{self.path}: {key}: {msg}")
 
-    def table(self, name: str, node: Any = None) -> dict[str, Any]:
+    def table(self, name: str, node: Any = None, label: str | None = None) -> dict[str, Any]:
+        label = label or name
         if node is None:
             node = self.data
             for part in name.split("."):
                 node = node.get(part, {}) if isinstance(node, dict) else {}
         if not isinstance(node, dict):
-            raise self.fail(name, "must be a table")
+            raise self.fail(label, "must be a table")
         allowed = SCHEMA[name]
         for key in node:
             if key not in allowed:
-                raise self.fail(f"{name}.{key}", f"unknown key; accepted keys in [{name}]: "
+                raise self.fail(f"{label}.{key}", f"unknown key; accepted keys in [{name}]: "
                                 f"{', '.join(sorted(allowed))}")
         return node
 
     def get(self, table: str, key: str, kind: type | tuple[type, ...], default: Any = None,
-            node: dict[str, Any] | None = None) -> Any:
-        node = self.table(table, node)
+            node: dict[str, Any] | None = None, label: str | None = None) -> Any:
+        label = label or table
+        node = self.table(table, node, label)
         if key not in node:
             return default
         value = node[key]
         if isinstance(value, bool) and kind in (int, float, (int, float)):
-            raise self.fail(f"{table}.{key}", f"expected a number, got {value!r}")
+            raise self.fail(f"{label}.{key}", f"expected a number, got {value!r}")
         if not isinstance(value, kind):
             names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-            raise self.fail(f"{table}.{key}", f"expected {names}, got {type(value).__name__} {value!r}")
+            raise self.fail(f"{label}.{key}", f"expected {names}, got {type(value).__name__} {value!r}")
         return value
 
-    def strings(self, table: str, key: str, node: dict[str, Any] | None = None) -> list[str]:
-        value = self.get(table, key, list, [], node)
+    def strings(self, table: str, key: str, node: dict[str, Any] | None = None, label: str | None = None) -> list[str]:
+        value = self.get(table, key, list, [], node, label)
         for item in value:
             if not isinstance(item, str) or not item.strip():
-                raise self.fail(f"{table}.{key}", f"expected a list of non-empty strings, got item {item!r}")
+                raise self.fail(f"{label or table}.{key}", f"expected a list of non-empty strings, got item {item!r}")
         return value
 
 
@@ -183,17 +185,14 @@ def _disks(r: _Reader, data: dict[str, Any], base: Path) -> list[DiskOutput]:
     out = []
     for i, t in enumerate(tables):
         name = "output.disk" if not isinstance(raw, list) else f"output.disk[{i}]"
-        node = r.table("output.disk", t)
+        node = r.table("output.disk", t, name)
 
-        def get(key: str, kind: Any, default: Any = None, node: dict = node) -> Any:
-            try:
-                return r.get("output.disk", key, kind, default, node)
-            except Exception as exc:
-                raise type(exc)(str(exc).replace("output.disk.", f"{name}.")) from None
+        def get(key: str, kind: Any, default: Any = None, node: dict = node, name: str = name) -> Any:
+            return r.get("output.disk", key, kind, default, node, name)
 
         if "path" not in node:
             raise r.fail(f"{name}.path", "missing; say where the disk image goes, e.g. path = \"out/disk.raw\"")
-        persist = r.strings("output.disk", "persist", node)
+        persist = r.strings("output.disk", "persist", node, name)
         for p in persist:
             _choice(r, f"{name}.persist", p, PERSIST)
         label = get("label", str, "PEBUILDER")
