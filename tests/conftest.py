@@ -88,3 +88,20 @@ def write_seed_style_cfg(path: Path, iso: Path, work: Path, host: str, timeout_c
         "app_extract_initrd = pbtest.tcz\n"
         "app_extract_initrd = kmaps.tcz\n")
     return path
+
+
+@pytest.fixture
+def open_workspace(template_iso):
+    """A folder outside pytest's private tmp (which only root can enter) holding a copy of the
+    template ISO, so a build can run as an unprivileged user; removed afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to switch to an unprivileged user")
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="pebuilder-open-"))
+    os.chmod(base, 0o755)
+    iso = base / "template.iso"
+    shutil.copyfile(template_iso, iso)
+    os.chmod(iso, 0o644)
+    yield base, iso
+    shutil.rmtree(base, ignore_errors=True)

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -159,37 +156,29 @@ def test_disk_boots_finds_tce_and_restores(disks, image, firmware, tcedir):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_packagehd_as_unprivileged_user_gives_root_owned_boot(template_iso):
+def test_packagehd_as_unprivileged_user_gives_root_owned_boot(open_workspace):
     """The seed's packagehd (ezremaster.cfg, 20 GiB msdos ext3), run as nobody."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root to switch to an unprivileged user")
-    base = Path(tempfile.mkdtemp(prefix="pebuilder-hd-"))
-    try:
-        os.chmod(base, 0o755)
-        iso = base / "t.iso"
-        shutil.copyfile(template_iso, iso)
-        cfg = base / "ez.cfg"
-        cfg.write_text(f"cd_location = {iso}\ntemp_dir = {base}/work/\ncc = console=ttyS0\n"
-                       "app_outside_initrd_onboot = dialog.tcz\n")
-        subprocess.run(["chown", "-R", "65534", str(base)], check=True)
-        pebuilder("remaster", cfg, "packagehd", "--ext-dir", TCZ, user="65534")
-        img = base / "work/buildpackage.raw"
-        assert img.stat().st_size == 20 << 30 and img.stat().st_uid == 65534
-        assert not (base / "work/ezremaster.iso").exists()
-        stat_out = subprocess.run(["debugfs", "-R", "stat /boot/vmlinuz64", f"{img}?offset={2048 * 512}"],
-                                  capture_output=True, text=True).stdout
-        assert "User:     0   Group:     0" in stat_out
-        for path in ("/boot/corepure64.gz", "/tce/onboot.lst", "/boot/grub/grub.cfg"):
-            s = subprocess.run(["debugfs", "-R", f"stat {path}", f"{img}?offset={2048 * 512}"],
-                               capture_output=True, text=True).stdout
-            assert "User:     0   Group:     0" in s, path
-        grub = subprocess.run(["debugfs", "-R", "cat /boot/grub/grub.cfg", f"{img}?offset={2048 * 512}"],
+    base, iso = open_workspace
+    cfg = base / "ez.cfg"
+    cfg.write_text(f"cd_location = {iso}\ntemp_dir = {base}/work/\ncc = console=ttyS0\n"
+                   "app_outside_initrd_onboot = dialog.tcz\n")
+    subprocess.run(["chown", "-R", "65534", str(base)], check=True)
+    pebuilder("remaster", cfg, "packagehd", "--ext-dir", TCZ, user="65534")
+    img = base / "work/buildpackage.raw"
+    assert img.stat().st_size == 20 << 30 and img.stat().st_uid == 65534
+    assert not (base / "work/ezremaster.iso").exists()
+    stat_out = subprocess.run(["debugfs", "-R", "stat /boot/vmlinuz64", f"{img}?offset={2048 * 512}"],
                               capture_output=True, text=True).stdout
-        assert "tce=LABEL=TCROOT" in grub and " cde" not in grub
-        fs = subprocess.run(["dumpe2fs", "-h", f"{img}?offset={2048 * 512}"], capture_output=True, text=True).stdout
-        assert "has_journal" in fs and "extent" not in fs.split("Filesystem features:")[1].splitlines()[0]
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+    assert "User:     0   Group:     0" in stat_out
+    for path in ("/boot/corepure64.gz", "/tce/onboot.lst", "/boot/grub/grub.cfg"):
+        s = subprocess.run(["debugfs", "-R", f"stat {path}", f"{img}?offset={2048 * 512}"],
+                           capture_output=True, text=True).stdout
+        assert "User:     0   Group:     0" in s, path
+    grub = subprocess.run(["debugfs", "-R", "cat /boot/grub/grub.cfg", f"{img}?offset={2048 * 512}"],
+                          capture_output=True, text=True).stdout
+    assert "tce=LABEL=TCROOT" in grub and " cde" not in grub
+    fs = subprocess.run(["dumpe2fs", "-h", f"{img}?offset={2048 * 512}"], capture_output=True, text=True).stdout
+    assert "has_journal" in fs and "extent" not in fs.split("Filesystem features:")[1].splitlines()[0]
 
 
 @pytest.mark.parametrize("disk,message,code", [
