@@ -22,6 +22,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--menu-timeout", type=float, metavar="SECONDS",
                    help="boot menu timeout, overriding the template's (and the config's)")
     p.add_argument("--serial", action="store_true", help="boot menus and kernel on the serial console")
+    p.add_argument("--mirror", action="append", default=[], metavar="URL",
+                   help="Tiny Core mirror base URL (repeatable; tried in order)")
+    p.add_argument("--offline", action="store_true", help="use only the download cache")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -110,6 +113,10 @@ def _load(path: Path, ext_dirs: list[Path], args=None):
         cfg.menu_timeout = args.menu_timeout
     if args is not None and getattr(args, "serial", False):
         cfg.serial = True
+    if args is not None and getattr(args, "mirror", None):
+        cfg.mirrors = list(args.mirror) + cfg.mirrors
+    if args is not None and getattr(args, "offline", False):
+        cfg.offline = True
     for w in cfg.warnings:
         log.warning(w)
     return cfg

@@ -112,38 +112,63 @@ class Remaster:
     def info(self) -> template.TemplateInfo:
         return template.TemplateInfo(**json.loads(self.p.template_json.read_text()))
 
-    def local_tcz(self, name: str) -> Path:
-        from pebuilder.tinycore.extensions import locate
+    def sources(self):
+        """Local folders first, then the configured mirrors (repository path from the template)."""
+        if getattr(self, "_sources", None) is None:
+            from pebuilder.tinycore.mirror import Mirror, Sources, repo_path
 
-        return locate(name, self.cfg.ext_dirs)
+            mirror = None
+            if self.cfg.mirrors:
+                info = self.info()
+                repo = self.cfg.repo or repo_path(info.tc_version, info.arch)
+                mirror = Mirror(self.cfg.mirrors, repo, offline=self.cfg.offline)
+            self._sources = Sources(self.cfg.ext_dirs, mirror, self._kver())
+        return self._sources
+
+    def resolve(self, placement: str) -> list[str]:
+        """Requested extensions of one placement and their dependencies, dependencies first."""
+        from pebuilder.tinycore.extensions import ExtensionMissing, resolve
+
+        memo = self.__dict__.setdefault("_resolved", {})
+        if placement in memo:
+            return memo[placement]
+        names = self.cfg.names(placement)
+        src = self.sources()
+        kver = self._kver()
+        res = resolve([kernel_name(n, kver) for n in names], src.deps_of)
+        for name, chain in res.missing.items():
+            where = ", ".join(map(str, self.cfg.ext_dirs)) or "no extension folders"
+            if src.mirror:
+                where += f", and {', '.join(src.mirror.bases)} ({src.mirror.repo})"
+            if len(chain) == 1:
+                raise ExtensionMissing(f"extension {name} not found; looked in: {where}")
+            msg = f"{name} (needed by {' -> '.join(chain[:-1])}) is not in {where}"
+            if src.mirror:
+                raise ExtensionMissing(f"dependency {msg}")
+            log.warning("dependency %s; Tiny Core will look for it at boot", msg)
+        memo[placement] = res.order
+        return res.order
 
     def closure(self, placement: str) -> tuple[list[str], list[Path]]:
-        """Requested extensions of one placement with their locally found dependencies, deps first."""
-        from pebuilder.tinycore.extensions import local_deps, resolve
+        order = self.resolve(placement)
+        paths = self.sources().paths(order)
+        return order, [paths[n] for n in order]
 
-        names = self.cfg.names(placement)
-        if not names:
-            return [], []
-        for n in names:
-            self.local_tcz(n)  # a requested name found nowhere is an error, naming where we looked
-        kver = self._kver()
-        res = resolve([kernel_name(n, kver) for n in names], local_deps(self.cfg.ext_dirs, kver))
-        for name, chain in res.missing.items():
-            log.warning("dependency %s (needed by %s) is not in any extension folder; Tiny Core will "
-                        "look for it at boot", name, " -> ".join(chain[:-1]))
-        return res.order, [self.local_tcz(n) for n in res.order]
+    def ext_key(self, *placements: str) -> dict:
+        """What extension stages depend on: resolved names with local paths or the mirror's md5."""
+        src = self.sources()
+        out = {}
+        for pl in placements:
+            out[pl] = [[n, str(p) if (p := src.local(n)) else src.mirror.md5(n) if src.mirror else ""]
+                       for n in self.resolve(pl)]
+        return out
+
+    def local_files(self, *placements: str) -> list[Path]:
+        src = self.sources()
+        return [p for pl in placements for n in self.resolve(pl) if (p := src.local(n)) is not None]
 
     def _kver(self) -> str | None:
         return self.info().kernel_version if self.p.template_json.exists() else None
-
-    def tcz_files(self, placement: str) -> list[Path]:
-        out = []
-        for n in self.cfg.names(placement):
-            try:
-                out.append(self.local_tcz(n))
-            except PebuilderError:
-                out.append(Path(f"/missing/{n}"))
-        return [p for p in out if p.exists()]
 
     # -- stages -----------------------------------------------------------------------------------
 
@@ -208,6 +233,8 @@ class Remaster:
             b_names, b_tczs = self.closure("builtin")
             if b_tczs:
                 initrd_ext.install_builtin(self.p.extract, meta, b_tczs, self.cfg.names("builtin"))
+            if self.cfg.mirrors:
+                initrd_ext.write_tcemirror(self.p.extract, meta, self.cfg.mirrors[0])
             meta.save(self.p.meta)
             write_text_atomic(self.p.state / "initrd-extensions.json",
                               json.dumps({"modules": any(r.has_modules for r in results),
@@ -215,9 +242,9 @@ class Remaster:
             return f"{len(results)} extracted, {len(b_tczs)} builtin"
 
         return Stage("extensions-initrd", action, after=["unpack-initrd"],
-                     files=self.tcz_files("initrd") + self.tcz_files("builtin"),
-                     values={"initrd": self.cfg.names("initrd"), "builtin": self.cfg.names("builtin"),
-                             "scripts": self.cfg.extract_scripts, "dirs": [str(d) for d in self.cfg.ext_dirs]})
+                     files=lambda: self.local_files("initrd", "builtin"),
+                     values=lambda: {"ext": self.ext_key("initrd", "builtin"), "scripts": self.cfg.extract_scripts,
+                                     "mirrors": self.cfg.mirrors})
 
     def kernel_modules(self) -> Stage:
         def action() -> str:
@@ -236,7 +263,7 @@ class Remaster:
 
     def extensions_beside_initrd(self) -> Stage:
         def action() -> str:
-            in_initrd, _ = self.closure("initrd")
+            in_initrd = self.resolve("initrd")
             names, tczs = self.closure("onboot")
             od_names, od_tczs = self.closure("ondemand")
             return cde.write(self.p.image / "cde", onboot=self.cfg.names("onboot"),
@@ -244,11 +271,10 @@ class Remaster:
                              copy2fs_all=self.cfg.copy2fs_all, copy2fs=self.cfg.copy2fs)
 
         return Stage("extensions-cde", action, after=["template"],
-                     files=self.tcz_files("onboot") + self.tcz_files("ondemand"),
-                     values={"onboot": self.cfg.names("onboot"), "ondemand": self.cfg.names("ondemand"),
-                             "initrd": self.cfg.names("initrd"), "copy2fs": [self.cfg.copy2fs_all,
-                                                                              self.cfg.copy2fs],
-                             "dirs": [str(d) for d in self.cfg.ext_dirs]})
+                     files=lambda: self.local_files("onboot", "ondemand"),
+                     values=lambda: {"ext": self.ext_key("onboot", "ondemand", "initrd"),
+                                     "onboot": self.cfg.names("onboot"),
+                                     "copy2fs": [self.cfg.copy2fs_all, self.cfg.copy2fs]})
 
     def boot_codes(self) -> list[str]:
         codes = list(self.cfg.boot_codes)

@@ -26,6 +26,12 @@ def to_toml(cfg: BuildConfig) -> str:
         if cfg.names(p):
             out.append(f"{p} = {_v(cfg.names(p))}")
     out.append(f"scripts = {_v(cfg.extract_scripts)}")
+    if cfg.mirrors:
+        out.append(f"mirrors = {_v(cfg.mirrors)}")
+    if cfg.repo:
+        out.append(f"repo = {_v(cfg.repo)}")
+    if cfg.offline:
+        out.append("offline = true")
     out.append(f"copy2fs = {_v(cfg.copy2fs if cfg.copy2fs else cfg.copy2fs_all)}")
     out += ["", "[boot]", f"codes = {_v(cfg.boot_codes)}", f"serial = {_v(cfg.serial)}"]
     if cfg.menu_timeout is not None:

@@ -62,6 +62,9 @@ class BuildConfig:
     serial: bool = False
     initrd_compression: str = "gzip"
     initrd_level: int = 9
+    mirrors: list[str] = field(default_factory=list)  # Tiny Core mirror base URLs, tried in order
+    repo: str | None = None  # e.g. 14.x/x86_64/tcz; derived from the template when None
+    offline: bool = False
     iso: IsoOutput | None = None
     disks: list[DiskOutput] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)

@@ -30,7 +30,7 @@ from pebuilder.formats.compress import COMPRESSIONS
 SCHEMA: dict[str, set[str]] = {
     "template": {"iso", "builtin"},
     "work": {"dir"},
-    "extensions": {"dirs", *PLACEMENTS, "scripts", "copy2fs"},
+    "extensions": {"dirs", *PLACEMENTS, "scripts", "copy2fs", "mirrors", "repo", "offline"},
     "boot": {"codes", "timeout", "serial"},
     "initrd": {"compression", "level"},
     "output": {"iso", "disk"},
@@ -145,7 +145,14 @@ def parse(data: dict[str, Any], path: Path, ext_dirs: list[Path]) -> BuildConfig
         iso_out = IsoOutput(path=base / r.get("output.iso", "path", str, "pebuilder.iso"), volume_id=vol,
                             uefi=r.get("output.iso", "uefi", bool, True))
     disks = _disks(r, data, base)
+    mirrors = r.strings("extensions", "mirrors")
+    for m in mirrors:
+        if not m.startswith(("http://", "https://")):
+            raise r.fail("extensions.mirrors", f"{m!r} is not an http:// or https:// URL")
     return BuildConfig(
+        mirrors=mirrors,
+        repo=r.get("extensions", "repo", str),
+        offline=r.get("extensions", "offline", bool, False),
         disks=disks,
         source=path,
         template_iso=(base / iso).resolve() if iso else None,

@@ -28,7 +28,7 @@ log = logging.getLogger("pebuilder.stage")
 class Stage:
     name: str
     action: Callable[[], Any]
-    files: list[Path] = field(default_factory=list)  # inputs hashed by content
+    files: Any = field(default_factory=list)  # inputs hashed by content (a list, or a callable giving one)
     trees: list[Path] = field(default_factory=list)  # input folders hashed by content
     values: Any = None  # config values the stage depends on
     outputs: list[Path] = field(default_factory=list)
@@ -73,10 +73,14 @@ class Engine:
         self.force = force
 
     def key(self, stage: Stage) -> str:
+        # Inputs may be callables: they are evaluated only when the key is needed, after the stages
+        # before have run (e.g. extension names resolved against the unpacked template).
+        files = stage.files() if callable(stage.files) else stage.files
+        values = stage.values() if callable(stage.values) else stage.values
         parts = {
-            "files": [[str(f), self.hashes.file(f)] for f in stage.files],
+            "files": [[str(f), self.hashes.file(f)] for f in files],
             "trees": [[str(t), tree_digest(t, self.hashes)] for t in stage.trees],
-            "values": stage.values,
+            "values": values,
             # Tokens change whenever a stage actually runs, so what reads its results runs again too.
             "after": [self.state.get(a, {}).get("token", "") for a in stage.after],
         }

@@ -165,3 +165,15 @@ def depmod(root: Path, kver: str) -> None:
         if saved and saved.startswith("/"):
             tclocal.unlink()
             os.symlink(saved, tclocal)
+
+
+def write_tcemirror(root: Path, meta: TreeMeta, url: str) -> None:
+    """/opt/tcemirror holds exactly one line: the mirror tce-load will use on the running system."""
+    path = resolve_in_root(root, "opt/tcemirror")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_symlink():
+        path.unlink()
+    path.write_text(url.rstrip("/") + "/\n")
+    rel = path.relative_to(root).as_posix()
+    old = meta.entries.get(rel)
+    meta.set(rel, stat.S_IFREG | 0o664, old[1] if old else 0, old[2] if old else STAFF_GID)
