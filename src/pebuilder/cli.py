@@ -58,6 +58,24 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--check", action="store_true", help="boot the result under QEMU and check its marker")
     _add_common(b)
 
+    dp = sub.add_parser("deps", help="resolve extensions as tce-load does: tree and load order")
+    dp.add_argument("names", nargs="+")
+    dp.add_argument("--ext-dir", action="append", type=Path, default=[])
+    dp.add_argument("--mirror", action="append", default=[], metavar="URL")
+    dp.add_argument("--repo", help="repository path on the mirror, e.g. 14.x/x86_64/tcz")
+    dp.add_argument("--kernel", help="kernel version for -KERNEL.tcz names")
+    dp.add_argument("--offline", action="store_true")
+
+    mi = sub.add_parser("mirror", help="tools for hosting extensions")
+    mi_sub = mi.add_subparsers(dest="mirror_command", required=True)
+    mx = mi_sub.add_parser("index", help="write Tiny Core's repository files for a folder of .tcz")
+    mx.add_argument("folder", type=Path)
+
+    sv = sub.add_parser("serve", help="serve a folder or an image over HTTP (read-only)")
+    sv.add_argument("path", type=Path)
+    sv.add_argument("--bind", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8080)
+
     bt = sub.add_parser("boot", help="boot an image under QEMU and wait for text on its serial console")
     bt.add_argument("image", type=Path)
     bt.add_argument("--firmware", choices=("bios", "uefi"), default="bios")
@@ -241,5 +259,54 @@ def cmd_boot(args) -> int:
     return int(Exit.BOOT_FAILED)
 
 
+def cmd_deps(args) -> int:
+    from pebuilder.config.model import tcz_name
+    from pebuilder.tinycore.extensions import kernel_name, resolve
+    from pebuilder.tinycore.mirror import Mirror, Sources
+    from pebuilder.tinycore.repo_index import tree_text
+
+    mirror = None
+    if args.mirror:
+        if not args.repo:
+            raise PebuilderError("--repo is needed with --mirror (e.g. --repo 14.x/x86_64/tcz)", Exit.USAGE)
+        mirror = Mirror(args.mirror, args.repo, offline=args.offline)
+    src = Sources(args.ext_dir, mirror, args.kernel)
+    roots = [kernel_name(tcz_name(n), args.kernel) for n in args.names]
+    res = resolve(roots, src.deps_of)
+    for r in roots:
+        print(tree_text(r, res.tree), end="")
+    print("load order: " + " ".join(res.order))
+    for cycle in res.cycles:
+        print("loop: " + " -> ".join(cycle), file=sys.stderr)
+    if res.missing:
+        for name, chain in res.missing.items():
+            print(f"pebuilder: error: {name} not found (needed by {' -> '.join(chain[:-1]) or 'the command line'})",
+                  file=sys.stderr)
+        return int(Exit.EXTENSION_MISSING)
+    return 0
+
+
+def cmd_mirror(args) -> int:
+    from pebuilder.tinycore.repo_index import index
+
+    if not args.folder.is_dir():
+        raise PebuilderError(f"{args.folder} is not a folder", Exit.USAGE)
+    stats = index(args.folder)
+    print(f"indexed {stats['extensions']} extensions in {args.folder} ({stats['with_deps']} with dependencies)")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from pebuilder.net.serve import serve
+
+    if not args.path.exists():
+        raise PebuilderError(f"{args.path} does not exist", Exit.USAGE)
+    try:
+        serve(args.path, args.bind, args.port)
+    except OSError as exc:
+        raise PebuilderError(f"cannot listen on {args.bind}:{args.port}: {exc.strerror}", Exit.USAGE) from None
+    return 0
+
+
 COMMANDS = {"doctor": cmd_doctor, "config": cmd_config, "inspect": cmd_inspect, "remaster": cmd_remaster,
-            "build": cmd_build, "boot": cmd_boot}
+            "build": cmd_build, "boot": cmd_boot, "deps": cmd_deps, "mirror": cmd_mirror, "serve": cmd_serve}
