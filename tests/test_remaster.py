@@ -64,7 +64,8 @@ def test_remaster_contents(built):
     assert (kmap.uid, kmap.gid) == (0, 0)
     report = json.loads(built["first"].stdout)
     assert [s["stage"] for s in report["stages"]] == [
-        "template", "unpack-initrd", "extensions-initrd", "kernel-modules", "extensions-cde", "bootcode",
+        "template", "kernel", "unpack-initrd", "extensions-initrd", "customise", "kernel-modules", "extensions-cde",
+        "bootcode",
         "pack-initrd", "efi-boot", "package-iso"]
 
 

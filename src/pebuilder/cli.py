@@ -87,6 +87,8 @@ def parser() -> argparse.ArgumentParser:
     bt.add_argument("--net", action="store_true", help="user-mode network, restricted to the host")
     bt.add_argument("--drive-if", choices=("ide", "virtio", "scsi"), default="ide")
     bt.add_argument("--log", type=Path, help="keep the serial console here")
+    bt.add_argument("--script", type=Path, metavar="FILE",
+                    help="a console conversation, one step a line: 'expect TEXT' or 'send TEXT' (\\n for Enter)")
     return ap
 
 
@@ -235,12 +237,29 @@ def cmd_build(args) -> int:
     return 0
 
 
+def _read_script(path: Path) -> list[tuple[str, str]]:
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise PebuilderError(f"cannot read the script {path}: {exc.strerror}", Exit.USAGE) from None
+    steps = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        kind, _, text = line.partition(" ")
+        if kind not in ("expect", "send") or not text:
+            raise PebuilderError(f"{path}:{n}: expected 'expect TEXT' or 'send TEXT', got {line!r}", Exit.USAGE)
+        steps.append((kind, text.replace("\\n", "\n")))
+    return steps
+
+
 def cmd_boot(args) -> int:
     from pebuilder.boot.qemu import boot
 
     media = args.media or ("cdrom" if args.image.suffix == ".iso" else "disk")
-    if not args.expect:
-        print("pebuilder: error: give at least one --expect TEXT to wait for", file=sys.stderr)
+    script = _read_script(args.script) if args.script else []
+    if not args.expect and not script:
+        print("pebuilder: error: give at least one --expect TEXT (or a --script) to wait for", file=sys.stderr)
         return int(Exit.USAGE)
 
     def seen(text: str, t: float) -> None:
@@ -248,7 +267,7 @@ def cmd_boot(args) -> int:
 
     res = boot(args.image, expect=args.expect, firmware=args.firmware, media=media, arch=args.arch,
                timeout=args.timeout, memory=args.memory, net=args.net, log_path=args.log,
-               drive_if=args.drive_if, on_seen=seen)
+               drive_if=args.drive_if, on_seen=seen, script=script)
     if res.ok:
         print(f"booted: all {len(res.seen)} expected texts seen in {res.seconds:.1f} s "
               f"(serial log: {res.log_path})")

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -51,7 +53,7 @@ class BootResult:
 
 
 def qemu_command(image: Path, *, firmware: str, media: str, arch: str, memory: int, net: bool,
-                 log: Path, vars_copy: Path | None, drive_if: str = "ide",
+                 sock: Path, vars_copy: Path | None, drive_if: str = "ide",
                  extra: list[str] | None = None) -> list[str]:
     if arch == "x86_64":
         argv = [require("qemu-system-x86_64"), "-machine", "pc" if firmware == "bios" else "q35",
@@ -60,8 +62,10 @@ def qemu_command(image: Path, *, firmware: str, media: str, arch: str, memory: i
         argv = [require("qemu-system-aarch64"), "-machine", "virt", "-cpu", "cortex-a57", "-accel", "tcg"]
     else:
         raise PebuilderError(f"cannot boot architecture {arch!r}; use x86_64 or aarch64", Exit.USAGE)
+    # The serial port is a socket pebuilder reads (into the log) and writes (for --send steps).
     argv += ["-m", str(memory), "-smp", "1", "-display", "none", "-monitor", "none",
-             "-serial", f"file:{log}", "-no-reboot"]
+             "-chardev", f"socket,id=ser0,path={sock},server=on,wait=on",
+             "-serial", "chardev:ser0", "-no-reboot"]
     if firmware == "uefi":
         fw = FIRMWARE[arch]
         if not os.path.exists(fw["code"]):
@@ -87,51 +91,92 @@ def qemu_command(image: Path, *, firmware: str, media: str, arch: str, memory: i
 def boot(image: Path, *, expect: list[str], firmware: str = "bios", media: str = "cdrom",
          arch: str = "x86_64", timeout: float = 180, memory: int = 512, net: bool = False,
          log_path: Path | None = None, drive_if: str = "ide", extra: list[str] | None = None,
-         on_seen=None) -> BootResult:
+         on_seen=None, script: list[tuple[str, str]] | None = None) -> BootResult:
+    """Boot and wait until every `expect` text appeared (any order) and the `script` ran through:
+    ("expect", text) steps wait for text after the previous step, ("send", text) steps type it."""
     if not image.exists():
         raise PebuilderError(f"image {image} does not exist", Exit.USAGE)
     with tempfile.TemporaryDirectory(prefix="pebuilder-boot-") as tmp:
         log = log_path or Path(tmp) / "serial.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_bytes(b"")
+        log = log.resolve()
         vars_copy = None
         if firmware == "uefi":
             vars_copy = Path(tmp) / "vars.fd"
             src = FIRMWARE.get(arch, {}).get("vars")
             if src and os.path.exists(src):
                 shutil.copyfile(src, vars_copy)
+        sock_path = Path(tmp) / "console.sock"  # short: unix socket paths are limited to 108 bytes
         argv = qemu_command(image, firmware=firmware, media=media, arch=arch, memory=memory, net=net,
-                            log=log, vars_copy=vars_copy, drive_if=drive_if, extra=extra)
+                            sock=sock_path, vars_copy=vars_copy, drive_if=drive_if, extra=extra)
         result = BootResult(ok=False, log_path=log)
         start = time.monotonic()
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)
         pending = list(dict.fromkeys(expect))
+        steps = list(script or [])
+        raw = b""
+        step_from = 0  # script expectations match only output that came after the previous step
+        conn = None
         try:
-            while True:
-                text = console_text(log.read_bytes())
-                for want in list(pending):
-                    if want in text:
-                        result.seen[want] = time.monotonic() - start
-                        pending.remove(want)
+            with open(log, "ab") as logf:
+                while True:
+                    if conn is None and sock_path.exists():
+                        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                        try:
+                            conn.connect(str(sock_path))
+                        except OSError:
+                            conn.close()
+                            conn = None
+                    if conn is not None and select.select([conn], [], [], 0.2)[0]:
+                        chunk = conn.recv(65536)
+                        if chunk:
+                            raw += chunk
+                            logf.write(chunk)
+                            logf.flush()
+                    elif conn is None:
+                        time.sleep(0.05)
+                    text = console_text(raw)
+                    for want in list(pending):
+                        if want in text:
+                            result.seen[want] = time.monotonic() - start
+                            pending.remove(want)
+                            if on_seen:
+                                on_seen(want, result.seen[want])
+                    while steps and conn is not None:
+                        kind, value = steps[0]
+                        if kind == "send":
+                            conn.sendall(value.encode())
+                            steps.pop(0)
+                            step_from = len(text)
+                            continue
+                        pos = text.find(value, step_from)
+                        if pos < 0:
+                            break
+                        step_from = pos + len(value)
+                        result.seen[value] = time.monotonic() - start
                         if on_seen:
-                            on_seen(want, result.seen[want])
-                if not pending:
-                    result.ok = True
-                    result.exit_reason = "all expected text seen"
-                    break
-                if proc.poll() is not None:
-                    err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
-                    result.exit_reason = f"qemu exited with {proc.returncode}" + (f": {err}" if err else "")
-                    break
-                if time.monotonic() - start > timeout:
-                    result.exit_reason = f"timed out after {timeout:.0f} s"
-                    break
-                time.sleep(0.2)
+                            on_seen(value, result.seen[value])
+                        steps.pop(0)
+                    if not pending and not steps:
+                        result.ok = True
+                        result.exit_reason = "all expected text seen"
+                        break
+                    if proc.poll() is not None:
+                        err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
+                        result.exit_reason = f"qemu exited with {proc.returncode}" + (f": {err}" if err else "")
+                        break
+                    if time.monotonic() - start > timeout:
+                        result.exit_reason = f"timed out after {timeout:.0f} s"
+                        break
         finally:
+            if conn is not None:
+                conn.close()
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
+        pending += [v for k, v in steps if k == "expect"]
         result.seconds = time.monotonic() - start
         result.missing = pending
         if log_path is None:

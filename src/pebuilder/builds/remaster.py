@@ -7,8 +7,10 @@ config) sits in `<work>/.pebuilder`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +67,16 @@ class Paths:
         return self.state / "boot-entry.json"
 
 
+def _secret_digest(user) -> str:
+    if user.password_file and user.password_file.is_file():
+        data = user.password_file.read_bytes()
+    elif user.password_env:
+        data = os.environ.get(user.password_env, "").encode()
+    else:
+        data = (user.password_hash or "").encode()
+    return hashlib.sha256(data).hexdigest()
+
+
 class Remaster:
     def __init__(self, cfg: BuildConfig, engine: Engine):
         self.cfg = cfg
@@ -76,8 +88,8 @@ class Remaster:
     def stages(self) -> list[list[Stage]]:
         """Each inner list is a chain editing one tree; the outer list is the build, in order."""
         return [
-            [self.unpack_iso()],
-            [self.unpack_initrd(), self.extensions_into_initrd(), self.kernel_modules()],
+            [self.unpack_iso(), self.kernel()],
+            [self.unpack_initrd(), self.extensions_into_initrd(), self.customise(), self.kernel_modules()],
             [self.extensions_beside_initrd()],
             [self.bootcode()],
             [self.pack_initrd()],
@@ -246,20 +258,105 @@ class Remaster:
                      values=lambda: {"ext": self.ext_key("initrd", "builtin"), "scripts": self.cfg.extract_scripts,
                                      "mirrors": self.cfg.mirrors})
 
+    def kernel(self) -> Stage:
+        """Another kernel for the template (e.g. Debian's): its image replaces the template's."""
+        spec = self.cfg.kernel
+
+        def action() -> str:
+            if spec is None:
+                return "template's kernel"
+            from pebuilder.debian.kernel import prepare
+            from pebuilder.tinycore import kernel_swap
+
+            kf = prepare(spec)
+            info = self.info()
+            kernel_swap.replace_kernel_image(self.p.image, info.kernel, kf)
+            data = json.loads(self.p.template_json.read_text())
+            data["kernel_version"] = kf.kver
+            write_text_atomic(self.p.template_json, json.dumps(data, indent=2))
+            return f"{kf.source} ({kf.kver})"
+
+        return Stage("kernel", action, after=["template"],
+                     values={"kernel": {k: str(v) for k, v in spec.__dict__.items()} if spec else None})
+
+    def customise(self) -> Stage:
+        from pebuilder.tinycore import customize
+
+        c = self.cfg.custom
+
+        def action() -> str:
+            meta = cpio.TreeMeta.load(self.p.meta)
+            done = customize.apply(self.p.extract, meta, c)
+            meta.save(self.p.meta)
+            return ", ".join(done) or "nothing to customise"
+
+        def inputs() -> dict:
+            d = json.loads(json.dumps(c.__dict__, default=lambda o: o.__dict__ if hasattr(o, "__dict__") else str(o)))
+            # A digest, never the text, of the password sources, so a changed password rebuilds.
+            d["secrets"] = [_secret_digest(u) for u in c.users]
+            return {"custom": hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()}
+
+        def files() -> list[Path]:
+            out = [f.source for f in c.files if f.source.is_file()]
+            out += [p for f in c.files if f.source.is_dir() for p in sorted(f.source.rglob("*")) if p.is_file()]
+            return out + ([c.sshd_config] if c.sshd_config else [])
+
+        return Stage("customise", action, after=["extensions-initrd"], values=inputs, files=files)
+
     def kernel_modules(self) -> Stage:
         def action() -> str:
             flags = json.loads((self.p.state / "initrd-extensions.json").read_text())
             kver = self.info().kernel_version
-            if not flags["modules"] or not kver:
-                return "no modules added"
-            initrd_ext.depmod(self.p.extract, kver)
             meta = cpio.TreeMeta.load(self.p.meta)
-            for f in (self.p.extract / "lib/modules" / kver).glob("modules.*"):
-                meta.set(f.relative_to(self.p.extract).as_posix(), 0o100644, 0, 0)
-            meta.save(self.p.meta)
-            return f"depmod {kver}"
+            from pebuilder.tinycore import kernel_swap
 
-        return Stage("kernel-modules", action, after=["extensions-initrd"])
+            notes = []
+            report = {"zram": True}
+            if self.cfg.kernel is not None:
+                from pebuilder.debian.kernel import prepare
+
+                kf = prepare(self.cfg.kernel)
+                report = kernel_swap.install_modules(self.p.extract, meta, kf, self.cfg.custom.modules)
+                notes.append(f"{report['modules']} modules of {kf.kver}")
+                if kernel_swap.patch_tce_load(self.p.extract):
+                    notes.append("tce-load: bs=4096 dropped (kernels since 5.4 refuse it)")
+                if not report["zram"]:
+                    notes.append("no zram: nozswap")
+            elif flags["modules"] and kver:
+                initrd_ext.depmod(self.p.extract, kver)
+                for f in (self.p.extract / "lib/modules" / kver).glob("modules.*"):
+                    meta.set(f.relative_to(self.p.extract).as_posix(), 0o100644, 0, 0)
+                notes.append(f"depmod {kver}")
+            early = list(dict.fromkeys([*report.get("early", []), *self.cfg.custom.modules]))
+            if self.cfg.custom.modules:
+                self._check_modules(kver)
+            if early:
+                kernel_swap.load_early(self.p.extract, meta, early)
+                notes.append("early: " + " ".join(early))
+            meta.save(self.p.meta)
+            write_text_atomic(self.p.state / "kernel.json", json.dumps(report))
+            return "; ".join(notes) or "no modules added"
+
+        return Stage("kernel-modules", action, after=["customise", "kernel"],
+                     values={"modules": self.cfg.custom.modules})
+
+    def _check_modules(self, kver: str | None) -> None:
+        """Each early module must be in the image's module trees (base or extensions) or built in."""
+        have: set[str] = set()
+        for base in ("lib/modules", "usr/local/lib/modules"):
+            d = self.p.extract / base / (kver or "")
+            for f in ("modules.dep", "modules.builtin"):
+                if (d / f).exists():
+                    for line in (d / f).read_text().splitlines():
+                        name = line.split(":")[0].rsplit("/", 1)[-1].split(".ko")[0].replace("-", "_")
+                        have.add(name)
+            for ko in d.rglob("*.ko*") if d.is_dir() else []:
+                have.add(ko.name.split(".ko")[0].replace("-", "_"))
+        for m in self.cfg.custom.modules:
+            if m.replace("-", "_") not in have:
+                raise PebuilderError(f"boot.modules: {m!r} is in no module tree of the image (kernel {kver}); "
+                                     "add the extension that holds it, or set [kernel] to one that has it",
+                                     Exit.KERNEL)
 
     def extensions_beside_initrd(self) -> Stage:
         def action() -> str:
@@ -278,6 +375,14 @@ class Remaster:
 
     def boot_codes(self) -> list[str]:
         codes = list(self.cfg.boot_codes)
+        c = self.cfg.custom
+        if not c.autologin and "noautologin" not in codes:
+            codes.append("noautologin")
+        if c.hostname and not any(x.startswith("host=") for x in codes):
+            codes.append(f"host={c.hostname}")
+        kjson = self.p.state / "kernel.json"
+        if self.cfg.kernel is not None and kjson.exists() and not json.loads(kjson.read_text()).get("zram", True):
+            codes.append("nozswap")
         if self.cfg.names("onboot") or self.cfg.names("ondemand"):
             codes.append("cde")
         if self.cfg.serial and not any(c.startswith("console=") for c in codes):
@@ -310,9 +415,10 @@ class Remaster:
             write_text_atomic(self.p.entry_json, json.dumps({"marker": marker, **entry.__dict__}))
             return " ".join(self.boot_codes())
 
-        return Stage("bootcode", action, after=["template", "extensions-cde"],
-                     values={"codes": self.boot_codes(), "timeout": self.cfg.menu_timeout,
-                             "serial": self.cfg.serial, "vol": self.cfg.iso.volume_id if self.cfg.iso else ""},
+        return Stage("bootcode", action, after=["template", "extensions-cde", "kernel-modules"],
+                     values=lambda: {"codes": self.boot_codes(), "timeout": self.cfg.menu_timeout,
+                                     "serial": self.cfg.serial,
+                                     "vol": self.cfg.iso.volume_id if self.cfg.iso else ""},
                      outputs=[self.p.entry_json])
 
     def pack_initrd(self) -> Stage:

@@ -48,6 +48,59 @@ class DiskOutput:
 
 
 @dataclass
+class KernelSpec:
+    """A kernel to use instead of the template's: a Debian package, or a local vmlinuz + modules."""
+
+    debian: str | None = None  # e.g. linux-image-cloud-amd64
+    vmlinuz: Path | None = None
+    modules: Path | None = None  # a folder holding lib/modules/<kver>
+
+
+@dataclass
+class User:
+    name: str
+    uid: int
+    groups: list[str] = field(default_factory=list)
+    shell: str = "/bin/sh"
+    sudo: bool = False
+    password_hash: str | None = None  # $6$...; made from password_file / password_env when those are set
+    password_file: Path | None = None
+    password_env: str | None = None
+    authorized_keys: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FileOverlay:
+    source: Path
+    dest: str
+    mode: int | None = None
+    uid: int = 0
+    gid: int = 0
+
+
+@dataclass
+class Customisation:
+    users: list[User] = field(default_factory=list)
+    lock_root: bool = True
+    autologin: bool = True
+    serial_getty: bool = False
+    ssh: bool = False
+    ssh_host_keys: Path | None = None  # folder of ssh_host_*_key files; None: generated at first boot
+    sshd_config: Path | None = None
+    ca_bundle: str | None = None  # "host" or a PEM file path
+    bootlocal: list[str] = field(default_factory=list)
+    bootsync: list[str] = field(default_factory=list)
+    filetool: list[str] = field(default_factory=list)
+    hostname: str | None = None
+    files: list[FileOverlay] = field(default_factory=list)
+    kiosk_url: str | None = None
+    modules: list[str] = field(default_factory=list)  # loaded early at boot
+
+    def empty(self) -> bool:
+        return self == Customisation()
+
+
+@dataclass
 class BuildConfig:
     source: Path | None  # the config file this came from
     template_iso: Path | None  # None: the built-in Debian template
@@ -65,6 +118,8 @@ class BuildConfig:
     mirrors: list[str] = field(default_factory=list)  # Tiny Core mirror base URLs, tried in order
     repo: str | None = None  # e.g. 14.x/x86_64/tcz; derived from the template when None
     offline: bool = False
+    kernel: KernelSpec | None = None
+    custom: Customisation = field(default_factory=Customisation)
     iso: IsoOutput | None = None
     disks: list[DiskOutput] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)

@@ -6,6 +6,7 @@ accepts, since a silently ignored typo in a boot config costs a whole build-and-
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,13 @@ from pebuilder.config.model import (
     PLACEMENTS,
     TABLES,
     BuildConfig,
+    Customisation,
     DiskOutput,
     ExtensionSpec,
+    FileOverlay,
     IsoOutput,
+    KernelSpec,
+    User,
     parse_size,
     tcz_name,
 )
@@ -31,7 +36,16 @@ SCHEMA: dict[str, set[str]] = {
     "template": {"iso", "builtin"},
     "work": {"dir"},
     "extensions": {"dirs", *PLACEMENTS, "scripts", "copy2fs", "mirrors", "repo", "offline"},
-    "boot": {"codes", "timeout", "serial"},
+    "boot": {"codes", "timeout", "serial", "modules", "autologin", "serial_getty", "hostname"},
+    "kernel": {"debian", "vmlinuz", "modules"},
+    "users": {"name", "uid", "groups", "shell", "sudo", "password_hash", "password_file", "password_env",
+              "authorized_keys"},
+    "accounts": {"lock_root"},
+    "ssh": {"enable", "host_keys", "config"},
+    "certificates": {"bundle"},
+    "services": {"bootlocal", "bootsync", "filetool"},
+    "files": {"source", "dest", "mode", "owner"},
+    "kiosk": {"url"},
     "initrd": {"compression", "level"},
     "output": {"iso", "disk"},
     "output.iso": {"path", "volume_id", "uefi"},
@@ -39,6 +53,8 @@ SCHEMA: dict[str, set[str]] = {
                     "data_label", "persist", "mydata"},
 }
 BUILTIN_TEMPLATES = ("debian",)
+TOP_TABLES = ("template", "work", "extensions", "boot", "initrd", "output", "kernel", "users", "accounts", "ssh",
+              "certificates", "services", "files", "kiosk")
 
 
 class _Reader:
@@ -99,8 +115,8 @@ def load(path: Path, ext_dirs: list[Path] | None = None) -> BuildConfig:
 def parse(data: dict[str, Any], path: Path, ext_dirs: list[Path]) -> BuildConfig:
     r = _Reader(path, data)
     for top in data:
-        if top not in ("template", "work", "extensions", "boot", "initrd", "output"):
-            raise r.fail(top, "unknown table; accepted: template, work, extensions, boot, initrd, output")
+        if top not in TOP_TABLES:
+            raise r.fail(top, f"unknown table; accepted: {', '.join(TOP_TABLES)}")
     base = path.parent
     iso = r.get("template", "iso", str)
     builtin = r.get("template", "builtin", str)
@@ -150,6 +166,8 @@ def parse(data: dict[str, Any], path: Path, ext_dirs: list[Path]) -> BuildConfig
         if not m.startswith(("http://", "https://")):
             raise r.fail("extensions.mirrors", f"{m!r} is not an http:// or https:// URL")
     return BuildConfig(
+        kernel=_kernel(r, base),
+        custom=_custom(r, data, base),
         mirrors=mirrors,
         repo=r.get("extensions", "repo", str),
         offline=r.get("extensions", "offline", bool, False),
@@ -227,6 +245,111 @@ def _disks(r: _Reader, data: dict[str, Any], base: Path) -> list[DiskOutput]:
     if len(set(paths)) != len(paths):
         raise r.fail("output.disk", "two disks write to the same path")
     return out
+
+
+def _kernel(r: _Reader, base: Path) -> KernelSpec | None:
+    node = r.table("kernel")
+    if not node:
+        return None
+    deb = r.get("kernel", "debian", str)
+    vmlinuz = r.get("kernel", "vmlinuz", str)
+    mods = r.get("kernel", "modules", str)
+    if bool(deb) == bool(vmlinuz):
+        raise r.fail("kernel", "give either debian = \"linux-image-...\" or vmlinuz (+ modules), not both or neither")
+    if deb and not deb.startswith("linux-image-"):
+        raise r.fail("kernel.debian", f"{deb!r} is not a Debian kernel package (linux-image-...)")
+    return KernelSpec(debian=deb, vmlinuz=(base / vmlinuz).resolve() if vmlinuz else None,
+                      modules=(base / mods).resolve() if mods else None)
+
+
+NAME_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+
+
+def _users(r: _Reader, data: dict[str, Any], base: Path) -> list[User]:
+    raw = data.get("users", [])
+    if not isinstance(raw, list):
+        raise r.fail("users", "use [[users]] tables, one per account")
+    out = []
+    for i, t in enumerate(raw):
+        label = f"users[{i}]"
+        node = r.table("users", t, label)
+
+        def get(key: str, kind: Any, default: Any = None, node: dict = node, label: str = label) -> Any:
+            return r.get("users", key, kind, default, node, label)
+
+        name = get("name", str)
+        if not name or not NAME_RE.match(name):
+            raise r.fail(f"{label}.name", f"{name!r} is not a valid user name (lower case, digits, _ and -)")
+        uid = get("uid", int)
+        if uid is None or not 1 <= uid < 65534:
+            raise r.fail(f"{label}.uid", "give a uid from 1 to 65533")
+        secrets = [k for k in ("password_hash", "password_file", "password_env") if k in node]
+        if len(secrets) > 1:
+            raise r.fail(label, f"give one of password_hash, password_file, password_env (got {', '.join(secrets)})")
+        if "password" in t:
+            raise r.fail(f"{label}.password", "plain-text passwords are not accepted; use password_file, "
+                         "password_env or password_hash")
+        phash = get("password_hash", str)
+        if phash is not None and not phash.startswith(("$6$", "$5$", "$y$", "$2", "!", "*")):
+            raise r.fail(f"{label}.password_hash", "expected a crypt hash such as $6$...")
+        pfile = get("password_file", str)
+        out.append(User(name=name, uid=uid, groups=r.strings("users", "groups", node, label),
+                        shell=get("shell", str, "/bin/sh"), sudo=get("sudo", bool, False), password_hash=phash,
+                        password_file=(base / pfile).resolve() if pfile else None,
+                        password_env=get("password_env", str),
+                        authorized_keys=r.strings("users", "authorized_keys", node, label)))
+    names = [u.name for u in out]
+    if len(set(names)) != len(names):
+        raise r.fail("users", "a user name is given twice")
+    return out
+
+
+def _files(r: _Reader, data: dict[str, Any], base: Path) -> list[FileOverlay]:
+    raw = data.get("files", [])
+    if not isinstance(raw, list):
+        raise r.fail("files", "use [[files]] tables, one per file")
+    out = []
+    for i, t in enumerate(raw):
+        label = f"files[{i}]"
+        node = r.table("files", t, label)
+        src, dest = r.get("files", "source", str, None, node, label), r.get("files", "dest", str, None, node, label)
+        if not src or not dest or not dest.startswith("/"):
+            raise r.fail(label, "needs source and an absolute dest, e.g. dest = \"/etc/motd\"")
+        mode = r.get("files", "mode", str, None, node, label)
+        try:
+            mode_i = int(mode, 8) if mode is not None else None
+        except ValueError:
+            raise r.fail(f"{label}.mode", f"{mode!r} is not an octal mode such as \"0644\"") from None
+        owner = r.get("files", "owner", str, "0:0", node, label)
+        try:
+            uid, gid = (int(x) for x in owner.split(":"))
+        except ValueError:
+            raise r.fail(f"{label}.owner", f"{owner!r}: give numeric uid:gid such as \"1001:50\"") from None
+        out.append(FileOverlay((base / src).resolve(), dest, mode_i, uid, gid))
+    return out
+
+
+def _custom(r: _Reader, data: dict[str, Any], base: Path) -> Customisation:
+    bundle = r.get("certificates", "bundle", str)
+    host_keys = r.get("ssh", "host_keys", str)
+    sshd = r.get("ssh", "config", str)
+    return Customisation(
+        users=_users(r, data, base),
+        lock_root=r.get("accounts", "lock_root", bool, True),
+        autologin=r.get("boot", "autologin", bool, True),
+        serial_getty=r.get("boot", "serial_getty", bool, False),
+        hostname=r.get("boot", "hostname", str),
+        modules=r.strings("boot", "modules"),
+        ssh=r.get("ssh", "enable", bool, bool(r.table("ssh"))),
+        ssh_host_keys=(base / host_keys).resolve() if host_keys else None,
+        sshd_config=(base / sshd).resolve() if sshd else None,
+        ca_bundle=bundle if bundle in (None, "host") else str((base / bundle).resolve()),
+        bootlocal=r.strings("services", "bootlocal"),
+        bootsync=r.strings("services", "bootsync"),
+        filetool=r.strings("services", "filetool"),
+        files=_files(r, data, base),
+        kiosk_url=r.get("kiosk", "url", str),
+    )
 
 
 def load_any(path: Path, ext_dirs: list[Path] | None = None) -> BuildConfig:

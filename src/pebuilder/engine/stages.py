@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pebuilder import __version__
 from pebuilder.engine.fingerprint import HashCache, tree_digest, value_digest
 from pebuilder.engine.progress import Progress
 from pebuilder.fsutil import write_text_atomic
@@ -78,6 +79,7 @@ class Engine:
         files = stage.files() if callable(stage.files) else stage.files
         values = stage.values() if callable(stage.values) else stage.values
         parts = {
+            "pebuilder": __version__,  # a new pebuilder may build differently: never reuse across versions
             "files": [[str(f), self.hashes.file(f)] for f in files],
             "trees": [[str(t), tree_digest(t, self.hashes)] for t in stage.trees],
             "values": values,
