@@ -272,6 +272,9 @@ def _users(r: _Reader, data: dict[str, Any], base: Path) -> list[User]:
     out = []
     for i, t in enumerate(raw):
         label = f"users[{i}]"
+        if isinstance(t, dict) and "password" in t:
+            raise r.fail(f"{label}.password", "plain-text passwords are not accepted; use password_file, "
+                         "password_env or password_hash")
         node = r.table("users", t, label)
 
         def get(key: str, kind: Any, default: Any = None, node: dict = node, label: str = label) -> Any:
@@ -286,9 +289,6 @@ def _users(r: _Reader, data: dict[str, Any], base: Path) -> list[User]:
         secrets = [k for k in ("password_hash", "password_file", "password_env") if k in node]
         if len(secrets) > 1:
             raise r.fail(label, f"give one of password_hash, password_file, password_env (got {', '.join(secrets)})")
-        if "password" in t:
-            raise r.fail(f"{label}.password", "plain-text passwords are not accepted; use password_file, "
-                         "password_env or password_hash")
         phash = get("password_hash", str)
         if phash is not None and not phash.startswith(("$6$", "$5$", "$y$", "$2", "!", "*")):
             raise r.fail(f"{label}.password_hash", "expected a crypt hash such as $6$...")

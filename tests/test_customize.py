@@ -1,0 +1,226 @@
+"""Customisation from the config: accounts, SSH, certificates, services, files, kernel and modules."""
+
+from __future__ import annotations
+
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import ROOTFS, TCZ, needs_fixtures, pebuilder
+
+from pebuilder.formats import cpio, iso
+
+pytestmark = needs_fixtures
+PASSWORD = "correct horse 42"
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPebuilderTestKeyOnlyForTests alice@test"
+
+
+def _config(base: Path, template: Path, extra: str = "", kernel: bool = False) -> Path:
+    (base / "pw.txt").write_text(PASSWORD + "\n")
+    (base / "motd").write_text("welcome\n")
+    (base / "secret.conf").write_text("token=1\n")
+    pem = base / "ca.pem"
+    pem.write_text("-----BEGIN CERTIFICATE-----\nMIIBtest\n-----END CERTIFICATE-----\n")
+    cfg = base / "pebuilder.toml"
+    cfg.write_text(f"""
+[template]
+iso = "{template}"
+[work]
+dir = "work"
+[extensions]
+dirs = ["{TCZ}"]
+onboot = ["kmaps"]
+mirrors = ["http://127.0.0.1:9/tc/"]
+{'[kernel]' + chr(10) + 'debian = "linux-image-cloud-amd64"' if kernel else ''}
+[boot]
+codes = ["console=ttyS0"]
+hostname = "pbcustom"
+timeout = 1
+serial_getty = true
+autologin = false
+[[users]]
+name = "alice"
+uid = 1100
+groups = ["staff"]
+sudo = true
+password_file = "pw.txt"
+authorized_keys = ["{KEY}"]
+[ssh]
+enable = true
+[certificates]
+bundle = "ca.pem"
+[services]
+bootlocal = ["echo PEBUILDER-BOOTLOCAL > /dev/console"]
+filetool = ["etc/pebuilder.conf"]
+[[files]]
+source = "motd"
+dest = "/etc/motd"
+mode = "0644"
+[[files]]
+source = "secret.conf"
+dest = "/etc/pebuilder.conf"
+mode = "0640"
+owner = "1100:50"
+[kiosk]
+url = "http://127.0.0.1/"
+[output.iso]
+path = "out.iso"
+{extra}
+""")
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, template_iso):
+    base = tmp_path_factory.mktemp("custom")
+    cfg = _config(base, template_iso)
+    pebuilder("build", cfg, "--offline")  # every extension is local: no mirror is asked
+    pebuilder("build", cfg, "--force", "--offline")  # twice: nothing may accumulate
+    initrd = iso.extract_files(base / "out.iso", ["boot/corepure64.gz"], base / "got")["boot/corepure64.gz"]
+    return base, initrd, {e.name: e for e in cpio.list_entries(initrd)}
+
+
+def member(initrd: Path, name: str) -> str:
+    data = cpio.read_member(initrd, name)
+    assert data is not None, name
+    return data.decode()
+
+
+def test_accounts(built):
+    base, initrd, entries = built
+    shadow = member(initrd, "etc/shadow").splitlines()
+    alice = [ln for ln in shadow if ln.startswith("alice:")][0]
+    h = alice.split(":")[1]
+    assert h.startswith("$6$") and PASSWORD not in "\n".join(shadow)
+    salt = h.split("$")[2]
+    again = subprocess.run(["openssl", "passwd", "-6", "-salt", salt, "-stdin"], input=PASSWORD + "\n",
+                           capture_output=True, text=True).stdout.strip()
+    assert again == h
+    assert [ln for ln in shadow if ln.startswith("root:")][0].startswith("root:!:")
+    template = {ln for ln in cpio.read_member(ROOTFS, "etc/shadow").decode().splitlines()}
+    host = set(Path("/etc/shadow").read_text().splitlines()) if Path("/etc/shadow").exists() else set()
+    assert not ((set(shadow) & host) - template), "a line of the build host's /etc/shadow is in the image"
+    assert "alice:x:1100:50:alice:/home/alice:/bin/sh" in member(initrd, "etc/passwd").splitlines()
+    staff = [ln for ln in member(initrd, "etc/group").splitlines() if ln.startswith("staff:")][0]
+    assert "alice" in staff.split(":")[3].split(",")
+    assert "alice\tALL=NOPASSWD: ALL" in member(initrd, "etc/sudoers")
+    sh = entries["etc/shadow"]
+    assert (sh.uid, sh.gid, stat.S_IMODE(sh.mode)) == (0, 50, 0o660)  # the template's owner and mode kept
+    assert "ttyS0::respawn:/sbin/getty -L 115200 ttyS0 vt100" in member(initrd, "etc/inittab")
+    cfg = iso.extract_files(base / "out.iso", ["boot/isolinux/isolinux.cfg"], base / "g2")
+    text = cfg["boot/isolinux/isolinux.cfg"].read_text()
+    assert text.count("noautologin") == 1 and text.count("host=pbcustom") == 1
+
+
+def test_ssh_files(built):
+    _, initrd, entries = built
+    ak = entries["home/alice/.ssh/authorized_keys"]
+    assert (ak.uid, ak.gid, stat.S_IMODE(ak.mode)) == (1100, 50, 0o600)
+    d = entries["home/alice/.ssh"]
+    assert (d.uid, stat.S_IMODE(d.mode)) == (1100, 0o700)
+    assert member(initrd, "home/alice/.ssh/authorized_keys") == KEY + "\n"
+    assert "PasswordAuthentication no" in member(initrd, "usr/local/etc/ssh/sshd_config")
+    assert not [n for n in entries if n.startswith("usr/local/etc/ssh/ssh_host_")]
+    bootlocal = member(initrd, "opt/bootlocal.sh")
+    assert bootlocal.count("/usr/local/etc/init.d/openssh start") == 1
+    assert bootlocal.count("echo PEBUILDER-BOOTLOCAL") == 1
+
+
+def test_supplied_host_keys(tmp_path, template_iso):
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / "ssh_host_ed25519_key")],
+                   check=True) if subprocess.run(["which", "ssh-keygen"], capture_output=True).returncode == 0 \
+        else (keys / "ssh_host_ed25519_key").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nx\n")
+    cfg = _config(tmp_path, template_iso)
+    cfg.write_text(cfg.read_text().replace("enable = true", 'enable = true\nhost_keys = "keys"'))
+    pebuilder("build", cfg, "--offline")
+    initrd = iso.extract_files(tmp_path / "out.iso", ["boot/corepure64.gz"], tmp_path / "g")["boot/corepure64.gz"]
+    e = {x.name: x for x in cpio.list_entries(initrd)}["usr/local/etc/ssh/ssh_host_ed25519_key"]
+    assert (e.uid, stat.S_IMODE(e.mode)) == (0, 0o600)
+
+
+def test_certificates_mirror_services_files(built):
+    base, initrd, entries = built
+    for path in ("usr/local/etc/ssl/certs/ca-certificates.crt", "etc/ssl/certs/ca-certificates.crt"):
+        assert "BEGIN CERTIFICATE" in member(initrd, path)
+    assert member(initrd, "opt/tcemirror") == "http://127.0.0.1:9/tc/\n"  # one line, after two builds
+    assert member(initrd, "opt/.filetool.lst").splitlines().count("etc/pebuilder.conf") == 1
+    motd, conf = entries["etc/motd"], entries["etc/pebuilder.conf"]
+    assert (motd.uid, motd.gid, stat.S_IMODE(motd.mode)) == (0, 0, 0o644)
+    assert (conf.uid, conf.gid, stat.S_IMODE(conf.mode)) == (1100, 50, 0o640)
+    assert member(initrd, "etc/pebuilder.conf") == "token=1\n"
+    assert "http://127.0.0.1/" in member(initrd, "etc/skel/.X.d/kiosk")
+    assert member(initrd, "etc/sysconfig/Xserver") == "Xorg\n"
+
+
+@pytest.mark.parametrize("old,new,message", [
+    ('password_file = "pw.txt"', 'password = "plain"', "plain-text passwords are not accepted"),
+    ('groups = ["staff"]', 'groups = ["wheel"]', "group 'wheel' does not exist in the image's /etc/group"),
+    ('hostname = "pbcustom"', 'hostname = "pbcustom"\nmodules = ["no_such_module"]',
+     "boot.modules: 'no_such_module' is in no module tree of the image"),
+    ("uid = 1100", "uid = 0", r"users[0].uid: give a uid from 1 to 65533"),
+])
+def test_bad_customisation_is_a_clear_error(tmp_path, template_iso, old, new, message):
+    cfg = _config(tmp_path, template_iso)
+    cfg.write_text(cfg.read_text().replace(old, new))
+    proc = pebuilder("build", cfg, "--offline", check=False)
+    assert proc.returncode != 0 and message in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "out.iso").exists()
+
+
+# -- with Debian's kernel: real tce-load, real extensions, serial login, virtio disk -----------------
+
+@pytest.fixture(scope="module")
+def debian_kernel_build(tmp_path_factory, template_iso):
+    base = tmp_path_factory.mktemp("debkernel")
+    disk = '[[output.disk]]\npath = "virtio.raw"\nsize = "1G"\n'
+    cfg = _config(base, template_iso, extra=disk, kernel=True)
+    cfg.write_text(cfg.read_text().replace(
+        'bootlocal = ["echo PEBUILDER-BOOTLOCAL > /dev/console"]',
+        'bootlocal = ["grep -q \' /tmp/tcloop/kmaps squashfs\' /proc/mounts && echo KMAPS-SQUASHFS-MOUNT '
+        '> /dev/console", "[ -e /usr/share/kmap/azerty/fr.kmap ] && echo KMAP-FILES-REACHABLE > /dev/console", '
+        '"echo TCEDIR=$(readlink /etc/sysconfig/tcedir) > /dev/console"]').replace(
+        'hostname = "pbcustom"', 'hostname = "pbcustom"\nmodules = ["virtio_blk"]'))
+    proc = pebuilder("build", cfg, "--offline", "--json", check=False)
+    if proc.returncode == 38:
+        pytest.skip(f"Debian's kernel package cannot be fetched here: {proc.stderr[-300:]}")
+    if "offline" in proc.stderr and proc.returncode:
+        proc = pebuilder("build", cfg, "--json")
+    assert proc.returncode == 0, proc.stderr
+    return base
+
+
+def test_debian_kernel_files(debian_kernel_build):
+    base = debian_kernel_build
+    initrd = iso.extract_files(base / "out.iso", ["boot/corepure64.gz"], base / "g")["boot/corepure64.gz"]
+    names = {e.name for e in cpio.list_entries(initrd)}
+    mods = [n for n in names if n.startswith("lib/modules/") and n.endswith("modules.dep")]
+    assert len(mods) == 1 and "cloud-amd64" in mods[0]
+    assert any(n.endswith("/squashfs.ko") for n in names) and any(n.endswith("/virtio_blk.ko") for n in names)
+    assert b"bs=4096" not in cpio.read_member(initrd, "usr/bin/tce-load")
+    assert "virtio_blk" in cpio.read_member(initrd, "etc/init.d/pebuilder-modules").decode()
+
+
+@pytest.mark.boot
+def test_debian_kernel_iso_loads_cde_and_serial_login(debian_kernel_build, tmp_path):
+    base = debian_kernel_build
+    script = tmp_path / "login.script"
+    script.write_text("expect pbcustom login:\nsend alice\\n\nexpect Password:\n"
+                      f"send {PASSWORD}\\n\nexpect $ \nsend id\\n\nexpect uid=1100(alice) gid=50(staff)\n"
+                      "send exit\\n\nexpect pbcustom login:\nsend alice\\n\nexpect Password:\n"
+                      "send not-the-password\\n\nexpect Login incorrect\n")
+    proc = pebuilder("boot", base / "out.iso", "--expect", "KMAPS-SQUASHFS-MOUNT", "--expect", "KMAP-FILES-REACHABLE",
+                     "--script", script, "--timeout", "170", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.boot
+def test_virtio_only_disk_finds_tce(debian_kernel_build):
+    base = debian_kernel_build
+    proc = pebuilder("boot", base / "virtio.raw", "--as", "disk", "--drive-if", "virtio",
+                     "--expect", "pebuilder: loaded module virtio_blk", "--expect", "TCEDIR=/mnt/vda1/tce",
+                     "--expect", "KMAPS-SQUASHFS-MOUNT", "--timeout", "170", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
