@@ -53,6 +53,8 @@ TOOLS: dict[str, Tool] = {
         Tool("qemu-img", "qemu-utils", "qcow2/vmdk conversion"),
         Tool("qemu-system-x86_64", "qemu-system-x86", "boot checks"),
         Tool("ovmf", "ovmf", "UEFI firmware for boot checks", "/usr/share/OVMF/OVMF_CODE_4M.fd"),
+        Tool("openssl", "openssl", "SHA-512 crypt password hashes"),
+        Tool("zstd", "zstd", "zstd-compressed initrds"),
         Tool("apt-get", "apt", "fetch Debian packages for the default template"),
         Tool("dpkg-deb", "dpkg", "unpack Debian packages without installing them"),
     ]
