@@ -94,6 +94,23 @@ class _Reader:
             raise self.fail(f"{label}.{key}", f"expected {names}, got {type(value).__name__} {value!r}")
         return value
 
+    def tables(self, name: str, raw: Any, hint: str, single_ok: bool = False):
+        """Each table of an array of tables ([[name]]), with its label for messages and a getter."""
+        if raw is None:
+            return
+        if isinstance(raw, dict) and single_ok:
+            raw = [raw]
+        if not isinstance(raw, list):
+            raise self.fail(name, hint)
+        for i, t in enumerate(raw):
+            label = f"{name}[{i}]"
+            node = self.table(name, t, label)
+
+            def get(key: str, kind: Any, default: Any = None, node: dict = node, label: str = label) -> Any:
+                return self.get(name, key, kind, default, node, label)
+
+            yield label, node, get
+
     def strings(self, table: str, key: str, node: dict[str, Any] | None = None, label: str | None = None) -> list[str]:
         value = self.get(table, key, list, [], node, label)
         for item in value:
@@ -204,17 +221,8 @@ def _size(r: _Reader, key: str, value: Any) -> int:
 
 def _disks(r: _Reader, data: dict[str, Any], base: Path) -> list[DiskOutput]:
     raw = data.get("output", {}).get("disk") if isinstance(data.get("output"), dict) else None
-    if raw is None:
-        return []
-    tables = raw if isinstance(raw, list) else [raw]
     out = []
-    for i, t in enumerate(tables):
-        name = "output.disk" if not isinstance(raw, list) else f"output.disk[{i}]"
-        node = r.table("output.disk", t, name)
-
-        def get(key: str, kind: Any, default: Any = None, node: dict = node, name: str = name) -> Any:
-            return r.get("output.disk", key, kind, default, node, name)
-
+    for name, node, get in r.tables("output.disk", raw, "use [[output.disk]] tables", single_ok=True):
         if "path" not in node:
             raise r.fail(f"{name}.path", "missing; say where the disk image goes, e.g. path = \"out/disk.raw\"")
         persist = r.strings("output.disk", "persist", node, name)
@@ -267,19 +275,12 @@ NAME_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
 def _users(r: _Reader, data: dict[str, Any], base: Path) -> list[User]:
     raw = data.get("users", [])
-    if not isinstance(raw, list):
-        raise r.fail("users", "use [[users]] tables, one per account")
-    out = []
-    for i, t in enumerate(raw):
-        label = f"users[{i}]"
+    for i, t in enumerate(raw if isinstance(raw, list) else []):
         if isinstance(t, dict) and "password" in t:
-            raise r.fail(f"{label}.password", "plain-text passwords are not accepted; use password_file, "
+            raise r.fail(f"users[{i}].password", "plain-text passwords are not accepted; use password_file, "
                          "password_env or password_hash")
-        node = r.table("users", t, label)
-
-        def get(key: str, kind: Any, default: Any = None, node: dict = node, label: str = label) -> Any:
-            return r.get("users", key, kind, default, node, label)
-
+    out = []
+    for label, node, get in r.tables("users", raw, "use [[users]] tables, one per account"):
         name = get("name", str)
         if not name or not NAME_RE.match(name):
             raise r.fail(f"{label}.name", f"{name!r} is not a valid user name (lower case, digits, _ and -)")
@@ -305,22 +306,17 @@ def _users(r: _Reader, data: dict[str, Any], base: Path) -> list[User]:
 
 
 def _files(r: _Reader, data: dict[str, Any], base: Path) -> list[FileOverlay]:
-    raw = data.get("files", [])
-    if not isinstance(raw, list):
-        raise r.fail("files", "use [[files]] tables, one per file")
     out = []
-    for i, t in enumerate(raw):
-        label = f"files[{i}]"
-        node = r.table("files", t, label)
-        src, dest = r.get("files", "source", str, None, node, label), r.get("files", "dest", str, None, node, label)
+    for label, _, get in r.tables("files", data.get("files", []), "use [[files]] tables, one per file"):
+        src, dest = get("source", str), get("dest", str)
         if not src or not dest or not dest.startswith("/"):
             raise r.fail(label, "needs source and an absolute dest, e.g. dest = \"/etc/motd\"")
-        mode = r.get("files", "mode", str, None, node, label)
+        mode = get("mode", str)
         try:
             mode_i = int(mode, 8) if mode is not None else None
         except ValueError:
             raise r.fail(f"{label}.mode", f"{mode!r} is not an octal mode such as \"0644\"") from None
-        owner = r.get("files", "owner", str, "0:0", node, label)
+        owner = get("owner", str, "0:0")
         try:
             uid, gid = (int(x) for x in owner.split(":"))
         except ValueError:
