@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 import shutil
 import signal
 import subprocess
@@ -107,12 +108,15 @@ def test_deps_command_names_the_chain(mirror_root, tmp_path):
 
 
 @pytest.mark.parametrize("faults", [["delay"], ["500", "500"], ["cut"], ["cut", "500", "cut"]])
-def test_transient_faults_are_retried(mirror_root, tmp_path, faults):
+def test_transient_faults_are_retried(mirror_root, tmp_path, faults, caplog):
+    caplog.set_level("INFO")
     with MirrorServer(mirror_root, delay=2.0) as srv:
         srv.faults[f"/{REPO}/dialog.tcz"] = list(faults)
         src = _sources(srv, tmp_path / "cache", timeout=1.0)
         path = src.paths(["dialog.tcz"])["dialog.tcz"]
         assert path.read_bytes() == (TCZ / "dialog.tcz").read_bytes()
+        assert re.search(r"downloaded 1 files, [0-9.]+ KiB in [0-9.]+ s", caplog.text)
+        assert "attempt 1 of 4" in caplog.text  # each retry is logged with its reason
         if "cut" in faults:
             ranges = [r for p, r in srv.requests if p.endswith("dialog.tcz") and r]
             assert ranges and ranges[0].startswith("bytes=") and ranges[0] != "bytes=0-"

@@ -195,3 +195,17 @@ def test_inspect_rejects_non_tinycore_iso(tmp_path):
     subprocess.run(["xorriso", "-as", "mkisofs", "-quiet", "-r", "-o", str(out2), str(empty)], check=True)
     proc = pebuilder("inspect", out2, check=False)
     assert proc.returncode == 9 and "no isolinux.cfg" in proc.stderr
+
+
+def test_cde_layout_with_copy2fs(tmp_path):
+    from pebuilder.tinycore import cde
+
+    note = cde.write(tmp_path / "cde", onboot=["dialog.tcz"], files=[TCZ / "dialog.tcz", TCZ / "db.tcz"],
+                     copy2fs=["db.tcz"])
+    assert note == "2 in cde/optional, 1 on boot"
+    assert (tmp_path / "cde/copy2fs.lst").read_text() == "db.tcz\n"
+    assert not (tmp_path / "cde/copy2fs.flg").exists()
+    cde.write(tmp_path / "cde", onboot=["dialog.tcz"], files=[TCZ / "dialog.tcz"], copy2fs_all=True)
+    assert (tmp_path / "cde/copy2fs.flg").exists() and not (tmp_path / "cde/copy2fs.lst").exists()
+    assert sorted(p.name for p in (tmp_path / "cde/optional").iterdir()) == [
+        "dialog.tcz", "dialog.tcz.dep", "dialog.tcz.md5.txt"]

@@ -140,9 +140,19 @@ class Mirror:
             if src.exists() and not dst.exists():
                 _atomic_bytes(dst, src.read_bytes())
 
-    def fetch_all(self, names: list[str], progress=None) -> dict[str, Path]:
-        with concurrent.futures.ThreadPoolExecutor(max_workers=self.workers) as pool:
-            futures = {n: pool.submit(self.fetch, n, progress) for n in names}
+    def fetch_all(self, names: list[str]) -> dict[str, Path]:
+        """Fetch with bounded parallelism; progress shows bytes, rate and files."""
+        from pebuilder.net.progress import DownloadProgress
+
+        progress = DownloadProgress(len(names))
+
+        def one(name: str) -> Path:
+            path = self.fetch(name, progress.add)
+            progress.file_done()
+            return path
+
+        with progress.shown(), concurrent.futures.ThreadPoolExecutor(max_workers=self.workers) as pool:
+            futures = {n: pool.submit(one, n) for n in names}
             return {n: f.result() for n, f in futures.items()}
 
 
@@ -169,11 +179,11 @@ class Sources:
             return None
         return self.mirror.deps(name, self.kver)
 
-    def paths(self, names: list[str], progress=None) -> dict[str, Path]:
+    def paths(self, names: list[str]) -> dict[str, Path]:
         out = {n: p for n in names if (p := self.local(n)) is not None}
         remote = [n for n in names if n not in out]
         if remote:
             if self.mirror is None:
                 raise ExtensionMissing(f"{', '.join(remote)} not found in {', '.join(map(str, self.dirs))}")
-            out.update(self.mirror.fetch_all(remote, progress))
+            out.update(self.mirror.fetch_all(remote))
         return {n: out[n] for n in names}
