@@ -247,3 +247,29 @@ def test_missing_dependency_from_mirror_is_an_error_with_chain(mirror_root, tmp_
     assert proc.returncode == Exit.EXTENSION_MISSING
     assert "dependency libdb.tcz (needed by iproute2.tcz -> db.tcz) is not in" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_https_is_verified_against_the_system_store(tmp_path):
+    """A mirror with a certificate no system CA signed is refused with a clear message."""
+    import http.server
+    import ssl
+    import threading
+
+    key, cert = tmp_path / "k.pem", tmp_path / "c.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    (tmp_path / "f.txt").write_text("x")
+    handler = type("H", (http.server.SimpleHTTPRequestHandler,), {"log_message": lambda *a: None})
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: handler(*a, directory=str(tmp_path)))
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        from pebuilder.net.http import fetch_bytes
+
+        with pytest.raises(DownloadError, match="TLS certificate not trusted"):
+            fetch_bytes(f"https://127.0.0.1:{srv.server_address[1]}/f.txt", Policy(retries=0))
+    finally:
+        srv.shutdown()
