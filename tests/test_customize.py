@@ -225,3 +225,26 @@ def test_virtio_only_disk_finds_tce(debian_kernel_build):
                      "--expect", "pebuilder: loaded module virtio_blk", "--expect", "TCEDIR=/mnt/vda1/tce",
                      "--expect", "KMAPS-SQUASHFS-MOUNT", "--timeout", "170", check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_local_kernel_and_modules_folder(debian_kernel_build, tmp_path, template_iso):
+    """kernel = a local vmlinuz + a folder with lib/modules/<version> (here: the unpacked Debian one)."""
+    from pebuilder.debian.apt import cache_root
+
+    roots = sorted((cache_root() / "unpacked").glob("linux-image-*"))
+    if not roots:
+        pytest.skip("no unpacked Debian kernel in the cache")
+    root = roots[-1]
+    vmlinuz = sorted((root / "boot").glob("vmlinuz-*"))[-1]
+    cfg = tmp_path / "k.toml"
+    cfg.write_text(f'[template]\niso = "{template_iso}"\n[kernel]\nvmlinuz = "{vmlinuz}"\nmodules = "{root}"\n'
+                   '[boot]\nmodules = ["virtio_net"]\n[output.iso]\npath = "k.iso"\n')
+    pebuilder("build", cfg)
+    got = iso.extract_files(tmp_path / "k.iso", ["boot/corepure64.gz", "boot/vmlinuz64"], tmp_path / "g")
+    assert got["boot/vmlinuz64"].read_bytes() == vmlinuz.read_bytes()
+    names = {e.name for e in cpio.list_entries(got["boot/corepure64.gz"])}
+    assert any(n.endswith("/virtio_net.ko") for n in names)
+    bad = tmp_path / "bad.toml"
+    bad.write_text(cfg.read_text().replace(f'modules = "{root}"', f'modules = "{tmp_path}"'))
+    proc = pebuilder("build", bad, check=False)
+    assert proc.returncode == 39 and "expected one lib/modules/<version> folder" in proc.stderr
