@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -200,3 +201,16 @@ def test_bad_disk_specs(tmp_path, template_iso, disk, message, code):
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "out/d.raw").exists()
     assert not list((tmp_path / "out").glob(".*")) if (tmp_path / "out").exists() else True
+
+
+def test_disks_are_reproducible(tmp_path, template_iso):
+    """Same inputs and SOURCE_DATE_EPOCH, two work folders, two runs: byte-identical disks."""
+    disk = '[[output.disk]]\npath = "out/r.raw"\ntable = "gpt"\nfirmware = "both"\nsize = "1G"\nmydata = "mydata"\n'
+    sums = []
+    for run in ("a", "b"):
+        base = tmp_path / run
+        base.mkdir()
+        cfg = toml_config(base, template_iso, disk)
+        pebuilder("build", cfg, env={"SOURCE_DATE_EPOCH": "1700000000"})
+        sums.append(hashlib.sha256((base / "out/r.raw").read_bytes()).hexdigest())
+    assert sums[0] == sums[1]

@@ -33,24 +33,32 @@ def make(image: Path, offset: int, size: int, fstype: str, label: str, fs_uuid: 
         env = {"E2FSPROGS_FAKE_TIME": str(sde), "SOURCE_DATE_EPOCH": str(sde)}
     run(args, env=env, what=f"making {fstype} in {image}")
     if source is not None:
-        _chown_root(image, offset, source, workdir, env)
+        _normalise(image, offset, source, workdir, env, sde)
 
 
-def _chown_root(image: Path, offset: int, source: Path, workdir: Path, env: dict[str, str]) -> None:
+def _normalise(image: Path, offset: int, source: Path, workdir: Path, env: dict[str, str], sde: int | None) -> None:
+    """Root ownership for everything, and with SOURCE_DATE_EPOCH fixed access/change/creation times.
+
+    mke2fs -d copies owners and all three times from the source files; ctime cannot be set on the
+    host, so it is rewritten in the filesystem afterwards (e2fsprogs 1.47.0 has no clamping of its own).
+    """
+    paths = [str(source)] + [os.path.join(d, n) for d, dirs, files in os.walk(source) for n in dirs + files]
     cmds = []
-    for dirpath, dirnames, filenames in os.walk(source):
-        for n in dirnames + filenames:
-            p = os.path.join(dirpath, n)
-            st = os.lstat(p)
-            if st.st_uid or st.st_gid:
-                rel = "/" + os.path.relpath(p, source)
-                cmds += [f'sif "{rel}" uid 0', f'sif "{rel}" gid 0']
+    for p in paths:
+        st = os.lstat(p)
+        rel = "/" + os.path.relpath(p, source).removeprefix(".")
+        if st.st_uid or st.st_gid:
+            cmds += [f'sif "{rel}" uid 0', f'sif "{rel}" gid 0']
+        if sde is not None:
+            cmds += [f'sif "{rel}" {field} @{sde}' for field in ("atime", "ctime", "crtime")]
+            if st.st_mtime > sde:
+                cmds.append(f'sif "{rel}" mtime @{sde}')
     if not cmds:
         return
-    script = workdir / "debugfs-chown.cmds"
+    script = workdir / "debugfs-normalise.cmds"
     write_text_atomic(script, "\n".join(cmds) + "\n")
     run(["debugfs", "-w", "-f", script, f"{image}?offset={offset}"], env=env,
-        what=f"setting root ownership in {image}")
+        what=f"setting owners and times in {image}")
 
 
 def check(image: Path, offset: int) -> str:
