@@ -223,7 +223,8 @@ def test_virtio_only_disk_finds_tce(debian_kernel_build):
     base = debian_kernel_build
     proc = pebuilder("boot", base / "virtio.raw", "--as", "disk", "--drive-if", "virtio",
                      "--expect", "pebuilder: loaded module virtio_blk", "--expect", "TCEDIR=/mnt/vda1/tce",
-                     "--expect", "KMAPS-SQUASHFS-MOUNT", "--timeout", "170", check=False)
+                     "--expect", "KMAPS-SQUASHFS-MOUNT", "--expect", "KMAP-FILES-REACHABLE", "--timeout", "170",
+                     check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
