@@ -59,8 +59,3 @@ def _normalise(image: Path, offset: int, source: Path, workdir: Path, env: dict[
     write_text_atomic(script, "\n".join(cmds) + "\n")
     run(["debugfs", "-w", "-f", script, f"{image}?offset={offset}"], env=env,
         what=f"setting owners and times in {image}")
-
-
-def check(image: Path, offset: int) -> str:
-    """e2fsck -fn; returns its report, raises when it finds anything wrong."""
-    return run(["e2fsck", "-fn", f"{image}?offset={offset}"], what="checking the filesystem").stdout.decode()

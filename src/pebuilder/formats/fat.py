@@ -19,7 +19,7 @@ def _target(image: Path, offset: int) -> str:
 
 
 def format_fat(image: Path, *, offset: int = 0, size: int | None = None, label: str = "ESP",
-               serial: int = 0x50454246, fat_bits: int | None = None, hidden_sectors: int = 0) -> None:
+               serial: int = 0x50454246, hidden_sectors: int = 0) -> None:
     """Make a FAT filesystem; when `offset` is 0 and `size` given, the file is created at that size."""
     if offset == 0 and size is not None:
         with open(image, "wb") as f:
@@ -30,8 +30,6 @@ def format_fat(image: Path, *, offset: int = 0, size: int | None = None, label: 
         args += ["-T", str(sectors), "-h", "64", "-s", "32"]
     if hidden_sectors:
         args += ["-H", str(hidden_sectors)]
-    if fat_bits:
-        args += ["-F"] if fat_bits == 32 else []
     args.append("::")
     run(args, what=f"formatting FAT in {image}")
 

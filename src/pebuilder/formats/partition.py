@@ -7,7 +7,6 @@ table byte for byte.
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +81,3 @@ def write_table(image: Path, table: str, parts: list[Partition], seed: str) -> N
     run(["sfdisk", "--no-reread", "--no-tell-kernel", "-q", image],
         stdin=("\n".join(lines) + "\n").encode(), what=f"partitioning {image}")
 
-
-def read_table(image: Path) -> dict:
-    return json.loads(run(["sfdisk", "--json", image], what=f"reading the table of {image}").stdout)

@@ -11,12 +11,11 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
-import stat
 import tarfile
 from pathlib import Path
 
 from pebuilder.config.model import DiskOutput
-from pebuilder.fsutil import atomic_output, build_time, rmtree, source_date_epoch
+from pebuilder.fsutil import atomic_output, rmtree, source_date_epoch
 from pebuilder.outputs.bootmenu import BootEntry
 
 TC_UID, STAFF_GID = 1001, 50
@@ -82,10 +81,3 @@ def disk_entry(iso_entry: BootEntry, spec: DiskOutput) -> BootEntry:
             codes.append(f"{key}=LABEL={target}")
     return BootEntry(title=iso_entry.title.replace("(pebuilder)", "(pebuilder disk)"), kernel=iso_entry.kernel,
                      initrds=iso_entry.initrds, cmdline=codes, timeout=iso_entry.timeout, serial=iso_entry.serial)
-
-
-def fix_times(root: Path) -> None:
-    t = build_time()
-    for p in [root, *root.rglob("*")]:
-        if not stat.S_ISLNK(os.lstat(p).st_mode):
-            os.utime(p, (t, t))

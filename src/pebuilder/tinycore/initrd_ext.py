@@ -12,7 +12,7 @@ import re
 import shutil
 import stat
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from pebuilder.errors import Exit, PebuilderError
@@ -34,7 +34,6 @@ class ExtractResult:
     has_modules: bool = False
     has_libs: bool = False
     startup_script: bool = False
-    skipped: list[str] = field(default_factory=list)
 
 
 def _owners(tcz: Path) -> dict[str, tuple[int, int]]:

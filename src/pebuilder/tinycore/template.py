@@ -34,10 +34,6 @@ class TemplateInfo:
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
 
-    @property
-    def major(self) -> str | None:
-        return self.tc_version.split(".")[0] if self.tc_version else None
-
 
 def find_isolinux_cfg(tree: Path) -> str:
     for cand in isolinux_cfg.CANDIDATES:
