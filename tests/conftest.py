@@ -78,6 +78,14 @@ def template_iso(tmp_path_factory) -> Path:
     return make_template_iso(tmp_path_factory.mktemp("template") / "CorePure64-6.4.1.iso")
 
 
+def seed_style_setup(base: Path, iso: Path, work: Path, host: str) -> tuple[Path, Path]:
+    """An extension folder with the marker extension, and a seed-style ezremaster.cfg using it."""
+    exts = base / "exts"
+    exts.mkdir(parents=True)
+    make_marker_extension(exts)
+    return write_seed_style_cfg(base / "ezremaster.cfg", iso, work, host), exts
+
+
 def write_seed_style_cfg(path: Path, iso: Path, work: Path, host: str, timeout_cc: bool = True) -> Path:
     path.write_text(
         f"cd_location = {iso}\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 
 import pytest
-from conftest import EXT_MARKER, TCZ, make_marker_extension, needs_fixtures, pebuilder, write_seed_style_cfg
+from conftest import EXT_MARKER, TCZ, needs_fixtures, pebuilder, seed_style_setup
 
 pytestmark = [needs_fixtures, pytest.mark.boot]
 
@@ -15,10 +15,7 @@ HOST = "pb" + secrets.token_hex(4)
 @pytest.fixture(scope="module")
 def remastered(tmp_path_factory, template_iso):
     base = tmp_path_factory.mktemp("bootiso")
-    exts = base / "exts"
-    exts.mkdir()
-    make_marker_extension(exts)
-    cfg = write_seed_style_cfg(base / "ezremaster.cfg", template_iso, base / "work", HOST)
+    cfg, exts = seed_style_setup(base, template_iso, base / "work", HOST)
     pebuilder("remaster", cfg, "rebuild", "--ext-dir", exts, "--ext-dir", TCZ, "--menu-timeout", "1")
     return base / "work/ezremaster.iso"
 

@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import TCZ, make_marker_extension, needs_fixtures, pebuilder, write_seed_style_cfg
+from conftest import TCZ, needs_fixtures, pebuilder, seed_style_setup
 
 from pebuilder.formats import cpio, iso
 
@@ -25,11 +25,8 @@ def iso_file(image: Path, name: str, dest: Path) -> Path:
 
 @pytest.fixture
 def built(tmp_path, template_iso):
-    exts = tmp_path / "exts"
-    exts.mkdir()
-    make_marker_extension(exts)
     work = tmp_path / "work"
-    cfg = write_seed_style_cfg(tmp_path / "ezremaster.cfg", template_iso, work, "pbcontent")
+    cfg, exts = seed_style_setup(tmp_path, template_iso, work, "pbcontent")
     args = [cfg, "rebuild", "--ext-dir", exts, "--ext-dir", TCZ, "--menu-timeout", "1", "--json"]
     first = pebuilder("remaster", *args)
     return {"cfg": cfg, "work": work, "args": args, "first": first, "tmp": tmp_path}
@@ -105,11 +102,8 @@ def test_hand_edit_of_extract_tree_is_packed(built):
 
 
 def test_functions_run_their_part(tmp_path, template_iso):
-    exts = tmp_path / "exts"
-    exts.mkdir()
-    make_marker_extension(exts)
     work = tmp_path / "w"
-    cfg = write_seed_style_cfg(tmp_path / "ez.cfg", template_iso, work, "pbfunc")
+    cfg, exts = seed_style_setup(tmp_path, template_iso, work, "pbfunc")
     pebuilder("remaster", cfg, "extractimage", "--ext-dir", exts, "--ext-dir", TCZ)
     assert (work / "extract/usr/local/tce.installed/kmaps").exists()
     assert (work / "image/cde/onboot.lst").exists()
@@ -131,10 +125,7 @@ def test_missing_extension_names_where_it_looked(tmp_path, template_iso):
 
 
 def _build_as(user: str | None, base: Path, iso_path: Path, epoch: str) -> Path:
-    exts = base / "exts"
-    exts.mkdir(parents=True)
-    make_marker_extension(exts)
-    cfg = write_seed_style_cfg(base / "ez.cfg", iso_path, base / "work", "pbrepro")
+    cfg, exts = seed_style_setup(base, iso_path, base / "work", "pbrepro")
     if user:
         subprocess.run(["chown", "-R", user, str(base)], check=True)
     pebuilder("remaster", cfg, "rebuild", "--ext-dir", exts, "--ext-dir", TCZ, "--menu-timeout", "1",

@@ -50,6 +50,7 @@ class Mirror:
     workers: int = 4
     requests: list[str] = field(default_factory=list)  # what was fetched, for reports and tests
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _fetched: dict[tuple[str, str], bytes | None] = field(default_factory=dict)
 
     def _dir(self, name: str) -> Path:
         return self.cache / self.repo / name
@@ -58,7 +59,15 @@ class Mirror:
         return [f"{b.rstrip('/')}/{self.repo}/{file}" for b in self.bases]
 
     def _meta(self, name: str, suffix: str, optional: bool) -> bytes | None:
-        """.md5.txt or .dep of an extension: from the mirror when online (and cached), else the cache."""
+        """.md5.txt or .dep of an extension, asked of the mirror once per run (stage keys and the
+        stages themselves both need them)."""
+        key = (name, suffix)
+        if key not in self._fetched:
+            self._fetched[key] = self._meta_uncached(name, suffix)
+        return self._fetched[key]
+
+    def _meta_uncached(self, name: str, suffix: str) -> bytes | None:
+        """From the mirror when online (and kept in the cache for --offline), else from the cache."""
         cached = self._dir(name) / suffix.lstrip(".")
         absent = self._dir(name) / (suffix.lstrip(".") + ".absent")
         if self.offline:
