@@ -10,10 +10,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ROOTFS, needs_fixtures
+from conftest import ROOTFS, needs_fixtures, pebuilder
 
 from pebuilder.errors import Exit, UnsafeArchiveError
 from pebuilder.formats import cpio
+from pebuilder.fsroot import TreeMeta
 
 
 def _key(e: cpio.Entry):
@@ -81,7 +82,6 @@ def _archive(entries: list[tuple[str, int, bytes]], gz: bool = False) -> bytes:
 @pytest.mark.parametrize("entries,message", [
     ([("../escape", stat.S_IFREG | 0o644, b"x")], "climbs out"),
     (([("/etc/escape", stat.S_IFREG | 0o644, b"x")]), "absolute path"),
-    ([("link", stat.S_IFLNK | 0o777, b"/tmp"), ("link/escape", stat.S_IFREG | 0o644, b"x")], "through the symlink"),
     ([("d", stat.S_IFDIR | 0o755, b""), ("d/../../escape", stat.S_IFREG | 0o644, b"x")], "climbs out"),
 ])
 def test_hostile_archives_are_refused(tmp_path, entries, message):
@@ -98,12 +98,48 @@ def test_hostile_archives_are_refused(tmp_path, entries, message):
     assert not (tmp_path / "escape").exists()
 
 
+@pytest.mark.parametrize("target", ["/tmp", "../../../tmp", "/tmp/../../.."])
+def test_symlinked_parents_resolve_inside_the_root(tmp_path, target):
+    """A member under a symlink lands where the link points *inside* the image, as the kernel would
+    see it after switching root; never on the builder's own file system."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    target = target.replace("/tmp", str(outside))
+    arc = tmp_path / "links.cpio"
+    arc.write_bytes(_archive([("link", stat.S_IFLNK | 0o777, target.encode()),
+                              ("link/escape", stat.S_IFREG | 0o644, b"x")]))
+    dest = tmp_path / "dest"
+    meta = cpio.extract(arc, dest, tmp_path / "meta.json")
+    assert list(outside.iterdir()) == []
+    assert os.readlink(dest / "link") == target  # the link itself is kept as the archive has it
+    landed = [p for p in dest.rglob("escape")]
+    assert len(landed) == 1 and landed[0].read_bytes() == b"x"
+    assert landed[0].resolve().is_relative_to(dest.resolve())
+    assert landed[0].relative_to(dest).as_posix() in meta.entries
+
+
 def test_hostile_archive_via_cli_gives_clean_error(tmp_path):
-    """The CLI's inspect reads initrds from untrusted ISOs; refusal must be an error, not a traceback."""
-    arc = tmp_path / "evil.cpio"
-    arc.write_bytes(_archive([("../x", stat.S_IFREG | 0o644, b"x")]))
-    with pytest.raises(UnsafeArchiveError):
-        cpio.extract(arc, tmp_path / "d", tmp_path / "m.json")
+    """A template ISO is someone else's archive: its initrd may not write outside the work tree, and the
+    refusal is one message with exit code 34, not a traceback."""
+    tree = tmp_path / "tree"
+    (tree / "boot/isolinux").mkdir(parents=True)
+    (tree / "boot/isolinux/isolinux.cfg").write_text(
+        "default tc\nlabel tc\n kernel /boot/vmlinuz\n append initrd=/boot/core.gz quiet\n")
+    (tree / "boot/vmlinuz").write_bytes(b"not a kernel")
+    (tree / "boot/core.gz").write_bytes(_archive([
+        ("usr", stat.S_IFDIR | 0o755, b""), ("usr/bin", stat.S_IFDIR | 0o755, b""),
+        ("usr/bin/tce-load", stat.S_IFREG | 0o755, b"#!/bin/sh\n"),  # looks like Tiny Core
+        ("../../escape", stat.S_IFREG | 0o644, b"x")], gz=True))
+    template = tmp_path / "evil.iso"
+    subprocess.run(["xorriso", "-as", "mkisofs", "-quiet", "-r", "-o", str(template), str(tree)], check=True)
+    cfg = tmp_path / "pebuilder.toml"
+    cfg.write_text(f'[template]\niso = "{template}"\n[work]\ndir = "w"\n')
+    proc = pebuilder("remaster", cfg, "extractimage", check=False)
+    assert proc.returncode == Exit.UNSAFE_ARCHIVE == 34, proc.stderr
+    assert "climbs out" in proc.stderr and "../../escape" in proc.stderr
+    assert proc.stderr.splitlines()[-1].startswith("pebuilder: error: ") and "Traceback" not in proc.stderr
+    assert not (tmp_path / "escape").exists() and not (tmp_path / "w/escape").exists()
+    assert not (tmp_path / "w/extract/escape").exists()
 
 
 def test_hard_links_devices_and_concatenated_compressions(tmp_path):
@@ -111,7 +147,7 @@ def test_hard_links_devices_and_concatenated_compressions(tmp_path):
     (root / "bin").mkdir(parents=True)
     (root / "bin/busybox").write_bytes(b"\x7fELF" + b"x" * 5000)
     os.link(root / "bin/busybox", root / "bin/sh")
-    meta = cpio.TreeMeta()
+    meta = TreeMeta()
     (root / "console").write_bytes(b"")
     meta.specials["console"] = [stat.S_IFCHR | 0o600, 5, 1]
     first = tmp_path / "first.cpio"
@@ -127,7 +163,7 @@ def test_hard_links_devices_and_concatenated_compressions(tmp_path):
     (second_root / "etc/motd").write_text("override\n")
     for comp in ("xz", "zstd"):
         second = tmp_path / f"second.{comp}"
-        cpio.pack(second_root, cpio.TreeMeta(), second, compression=comp)
+        cpio.pack(second_root, TreeMeta(), second, compression=comp)
         joined = tmp_path / f"joined-{comp}"
         joined.write_bytes(first.read_bytes() + second.read_bytes())
         dest = tmp_path / f"dest-{comp}"

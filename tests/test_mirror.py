@@ -18,7 +18,7 @@ from mirror_server import MirrorServer
 from pebuilder.errors import Exit
 from pebuilder.formats import cpio, iso
 from pebuilder.net.http import DownloadError, Policy
-from pebuilder.tinycore.extensions import resolve
+from pebuilder.formats.tcz import resolve
 from pebuilder.tinycore.mirror import Mirror, Sources
 
 pytestmark = needs_fixtures

@@ -1,20 +1,35 @@
-"""Remastering the real CorePure64-6.4.1-style template: contents, idempotence, owners, reproducibility."""
+"""Remastering the real CorePure64-6.4.1-style template: contents, idempotence, owners, reproducibility,
+and the issue's reproductions (a rebuild after an input changed, a template with two initrds)."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
+import shutil
 import stat
 import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import TCZ, needs_fixtures, pebuilder, seed_style_setup
+from conftest import (
+    ROOTFS,
+    TCZ,
+    VMLINUZ,
+    make_iso,
+    make_template_tree,
+    needs_fixtures,
+    pebuilder,
+    ran,
+    seed_style_setup,
+)
 
 from pebuilder.formats import cpio, iso
+from pebuilder.fsroot import TreeMeta
 
-pytestmark = needs_fixtures
+STAGES = ["template", "kernel", "unpack-initrd", "extensions-initrd", "customise", "kernel-modules",
+          "extensions-cde", "bootcode", "pack-initrd", "efi-boot", "assemble-image", "package-iso"]
 
 
 def iso_file(image: Path, name: str, dest: Path) -> Path:
@@ -23,98 +38,127 @@ def iso_file(image: Path, name: str, dest: Path) -> Path:
     return got[name]
 
 
-@pytest.fixture
-def built(tmp_path, template_iso):
-    work = tmp_path / "work"
-    cfg, exts = seed_style_setup(tmp_path, template_iso, work, "pbcontent")
+def initrd_of(image: Path, dest: Path, name: str = "boot/corepure64.gz") -> Path:
+    return iso_file(image, name, dest)
+
+
+def seed_build(base: Path, template: Path, host: str) -> dict:
+    work = base / "work"
+    cfg, exts = seed_style_setup(base, template, work, host)
     args = [cfg, "rebuild", "--ext-dir", exts, "--ext-dir", TCZ, "--menu-timeout", "1", "--json"]
-    first = pebuilder("remaster", *args)
-    return {"cfg": cfg, "work": work, "args": args, "first": first, "tmp": tmp_path}
+    first = json.loads(pebuilder("remaster", *args).stdout)
+    return {"cfg": cfg, "work": work, "args": args, "first": first, "tmp": base, "iso": work / "ezremaster.iso"}
 
 
-def test_remaster_contents(built):
-    tmp, work = built["tmp"], built["work"]
-    out = work / "ezremaster.iso"
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, template_iso):
+    """One seed-style build shared by the tests that only read it."""
+    return seed_build(tmp_path_factory.mktemp("seed"), template_iso, "pbcontent")
+
+
+@needs_fixtures
+def test_remaster_contents(built, tmp_path):
+    out = built["iso"]
     files = set(iso.list_files(out))
     assert {"/cde/onboot.lst", "/cde/optional/dialog.tcz", "/cde/optional/db.tcz",
             "/cde/optional/dialog.tcz.md5.txt", "/cde/optional/db.tcz.md5.txt",
-            "/cde/optional/dialog.tcz.dep", "/boot/grub/grub.cfg"} <= files
+            "/cde/optional/dialog.tcz.dep", "/boot/grub/grub.cfg", "/boot/vmlinuz64"} <= files
     # extracted extensions are not also copied beside the initrd
     assert "/cde/optional/kmaps.tcz" not in files and "/cde/optional/pbtest.tcz" not in files
-    got = tmp / "got"
+    got = tmp_path / "got"
     assert iso_file(out, "cde/onboot.lst", got).read_text() == "dialog.tcz\ndb.tcz\n"
     for name in ("dialog.tcz", "db.tcz"):
         tcz = iso_file(out, f"cde/optional/{name}", got)
         md5 = iso_file(out, f"cde/optional/{name}.md5.txt", got).read_text()
         assert md5 == f"{hashlib.md5(tcz.read_bytes()).hexdigest()}  {name}\n"
         assert md5 == (TCZ / f"{name}.md5.txt").read_text().strip() + "\n"
-    initrd = iso_file(out, "boot/corepure64.gz", got)
+    assert iso_file(out, "boot/vmlinuz64", got).read_bytes() == VMLINUZ.read_bytes()
+    initrd = initrd_of(out, got)
     entries = {e.name: e for e in cpio.list_entries(initrd)}
-    assert "usr/share/kmap/azerty/fr.kmap" in entries or any(n.startswith("usr/share/kmap/") for n in entries)
+    assert "usr/share/kmap/azerty/fr-latin1.kmap" in entries
+    assert entries["usr/share/kmap/azerty/fr-latin1.kmap"].kind == "file"
     assert entries["usr/local/tce.installed/kmaps"].kind == "file"
     assert entries["usr/local/tce.installed/pbtest"].mode & 0o111
+    assert cpio.read_member(initrd, "usr/local/share/pbtest/hello.txt") == b"hello from pbtest\n"
     assert cpio.read_member(initrd, "tmp/setup.lst") == b"/usr/local/tce.installed/pbtest\n"
+    # every entry of the template's initrd is still there
+    assert {e.name.removeprefix("./") for e in cpio.list_entries(ROOTFS)} - {"."} <= set(entries)
     # the template's owners are kept; what pebuilder added is root's
     tci = entries["usr/local/tce.installed"]
     assert (tci.uid, tci.gid, stat.S_IMODE(tci.mode)) == (0, 50, 0o775)
-    kmap = [e for n, e in entries.items() if n.startswith("usr/share/kmap/") and e.kind == "file"][0]
+    kmap = entries["usr/share/kmap/azerty/fr-latin1.kmap"]
     assert (kmap.uid, kmap.gid) == (0, 0)
-    report = json.loads(built["first"].stdout)
-    assert [s["stage"] for s in report["stages"]] == [
-        "template", "kernel", "unpack-initrd", "extensions-initrd", "customise", "kernel-modules", "extensions-cde",
-        "bootcode",
-        "pack-initrd", "efi-boot", "package-iso"]
+    report = built["first"]
+    assert [s["stage"] for s in report["stages"]] == STAGES and ran(report) == STAGES
 
 
-def test_rebuild_twice_codes_once_and_nothing_redone(built):
-    work = built["work"]
-    out = work / "ezremaster.iso"
+@needs_fixtures
+def test_rebuild_twice_codes_once_and_nothing_redone(tmp_path, template_iso):
+    b = seed_build(tmp_path, template_iso, "pbcontent")
+    out = b["iso"]
     before = hashlib.sha256(out.read_bytes()).hexdigest()
-    second = json.loads(pebuilder("remaster", *built["args"]).stdout)
-    assert [s["stage"] for s in second["stages"] if s["ran"]] == []
+    second = json.loads(pebuilder("remaster", *b["args"]).stdout)
+    assert ran(second) == [] and second["hashed_files"] == 0
     assert hashlib.sha256(out.read_bytes()).hexdigest() == before
-    cfg_text = iso_file(out, "boot/isolinux/isolinux.cfg", built["tmp"] / "g").read_text()
-    grub_text = iso_file(out, "boot/grub/grub.cfg", built["tmp"] / "g").read_text()
+    cfg_text = iso_file(out, "boot/isolinux/isolinux.cfg", tmp_path / "g").read_text()
+    grub_text = iso_file(out, "boot/grub/grub.cfg", tmp_path / "g").read_text()
     append = [ln.split() for ln in cfg_text.splitlines() if ln.strip().startswith("append")][0]
     linux = [ln.split() for ln in grub_text.splitlines() if ln.strip().startswith("linux")][0]
     for words in (append, linux):
         for code in ("console=ttyS0", "host=pbcontent", "cde", "loglevel=3"):
             assert words.count(code) == 1, (code, words)
     assert "timeout 10" in cfg_text and "SERIAL 0 115200" in cfg_text
-    # a changed list replaces the old codes; the other stages stay cached
-    cfg = built["cfg"]
+    # a changed list replaces the old codes; the stages that do not read it stay cached
+    cfg = b["cfg"]
     cfg.write_text(cfg.read_text().replace("host=pbcontent", "host=pbchanged"))
-    third = json.loads(pebuilder("remaster", *built["args"]).stdout)
-    ran = [s["stage"] for s in third["stages"] if s["ran"]]
-    assert "unpack-initrd" not in ran and "bootcode" in ran and "package-iso" in ran
-    cfg_text = iso_file(out, "boot/isolinux/isolinux.cfg", built["tmp"] / "h").read_text()
+    third = json.loads(pebuilder("remaster", *b["args"]).stdout)
+    assert ran(third) == ["bootcode", "efi-boot", "assemble-image", "package-iso"]
+    cfg_text = iso_file(out, "boot/isolinux/isolinux.cfg", tmp_path / "h").read_text()
     assert "host=pbchanged" in cfg_text and "host=pbcontent" not in cfg_text
+    grub_text = iso_file(out, "boot/grub/grub.cfg", tmp_path / "h").read_text()
+    assert "host=pbchanged" in grub_text and "host=pbcontent" not in grub_text
+
+    # remaster.sh users edit temp_dir/extract between steps; package must notice
+    (b["work"] / "extract/etc/pebuilder-hand-edit").write_text("edited\n")
+    fourth = json.loads(pebuilder("remaster", b["cfg"], "package", *b["args"][2:]).stdout)
+    assert ran(fourth) == ["pack-initrd", "assemble-image", "package-iso"]
+    assert cpio.read_member(initrd_of(out, tmp_path / "e"), "etc/pebuilder-hand-edit") == b"edited\n"
 
 
-def test_hand_edit_of_extract_tree_is_packed(built):
-    """remaster.sh users edit temp_dir/extract between steps; package must notice."""
-    work = built["work"]
-    (work / "extract/etc/pebuilder-hand-edit").write_text("edited\n")
-    pebuilder("remaster", built["cfg"], "package", "--ext-dir", built["tmp"] / "exts", "--ext-dir", TCZ,
-              "--menu-timeout", "1")
-    got = iso_file(work / "ezremaster.iso", "boot/corepure64.gz", built["tmp"] / "e")
-    assert cpio.read_member(got, "etc/pebuilder-hand-edit") == b"edited\n"
-
-
+@needs_fixtures
 def test_functions_run_their_part(tmp_path, template_iso):
     work = tmp_path / "w"
     cfg, exts = seed_style_setup(tmp_path, template_iso, work, "pbfunc")
-    pebuilder("remaster", cfg, "extractimage", "--ext-dir", exts, "--ext-dir", TCZ)
-    assert (work / "extract/usr/local/tce.installed/kmaps").exists()
-    assert (work / "image/cde/onboot.lst").exists()
+    flags = ["--ext-dir", exts, "--ext-dir", TCZ, "--json"]
+    check = json.loads(pebuilder("remaster", cfg, "checkimage", *flags).stdout)
+    assert ran(check) == ["template"]
+    extract = json.loads(pebuilder("remaster", cfg, "extractimage", *flags).stdout)
+    assert ran(extract) == STAGES[1:STAGES.index("extensions-cde") + 1]
+    assert (work / "extract/usr/local/tce.installed/kmaps").is_file()
     assert not (work / "ezremaster.iso").exists()
-    pebuilder("remaster", cfg, "bootcode", "--ext-dir", exts, "--ext-dir", TCZ)
+    pebuilder("remaster", cfg, "bootcode", *flags)
+    assert "host=pbfunc" in (work / ".pebuilder/boot/boot/isolinux/isolinux.cfg").read_text()
+    assert not (work / "ezremaster.iso").exists()
+    package = json.loads(pebuilder("remaster", cfg, "package", *flags).stdout)
+    assert ran(package) == ["pack-initrd", "efi-boot", "assemble-image", "package-iso"]
     assert "host=pbfunc" in (work / "image/boot/isolinux/isolinux.cfg").read_text()
-    assert not (work / "ezremaster.iso").exists()
-    pebuilder("remaster", cfg, "package", "--ext-dir", exts, "--ext-dir", TCZ)
-    assert (work / "ezremaster.iso").exists()
+    assert iso.list_files(work / "ezremaster.iso")
 
 
+@needs_fixtures
+def test_checkimage_does_not_run_the_kernel_stage(tmp_path, template_iso):
+    """checkimage only looks at the template: a [kernel] it would fail on is not touched."""
+    cfg = tmp_path / "pebuilder.toml"
+    cfg.write_text(f'[template]\niso = "{template_iso}"\n[work]\ndir = "w"\n'
+                   '[kernel]\nvmlinuz = "no/vmlinuz"\nmodules_dir = "no/modules"\n')
+    report = json.loads(pebuilder("remaster", cfg, "checkimage", "--json").stdout)
+    assert [s["stage"] for s in report["stages"]] == ["template"] and ran(report) == ["template"]
+    assert not (tmp_path / "w/.pebuilder/kernel.json").exists()
+    proc = pebuilder("remaster", cfg, "rebuild", check=False)  # the kernel stage, when it runs, does fail
+    assert proc.returncode == 39 and "kernel.vmlinuz:" in proc.stderr and "does not exist" in proc.stderr
+
+
+@needs_fixtures
 def test_missing_extension_names_where_it_looked(tmp_path, template_iso):
     cfg = tmp_path / "ez.cfg"
     cfg.write_text(f"cd_location = {template_iso}\ntemp_dir = {tmp_path}/w\napp_extract_initrd = nosuch.tcz\n")
@@ -122,17 +166,134 @@ def test_missing_extension_names_where_it_looked(tmp_path, template_iso):
     assert proc.returncode == 31
     assert "extension nosuch.tcz not found; looked in:" in proc.stderr and str(TCZ) in proc.stderr
     assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "w/ezremaster.iso").exists()
 
 
-def _build_as(user: str | None, base: Path, iso_path: Path, epoch: str) -> Path:
-    cfg, exts = seed_style_setup(base, iso_path, base / "work", "pbrepro")
-    if user:
-        subprocess.run(["chown", "-R", user, str(base)], check=True)
-    pebuilder("remaster", cfg, "rebuild", "--ext-dir", exts, "--ext-dir", TCZ, "--menu-timeout", "1",
-              env={"SOURCE_DATE_EPOCH": epoch}, user=user)
-    return base / "work/ezremaster.iso"
+# -- the issue's reproductions ---------------------------------------------------------------------
+
+PEM = "-----BEGIN CERTIFICATE-----\nMIIB{}\n-----END CERTIFICATE-----\n"
 
 
+@needs_fixtures
+def test_rebuild_after_editing_ca_bundle_and_host_key(tmp_path, template_iso):
+    """(a) Files the customisation reads are inputs: editing them reruns the customise chain, and the
+    ISO's initrd holds the new CA and the new private key."""
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    key = keys / "ssh_host_ed25519_key"
+    key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nfirst\n-----END OPENSSH PRIVATE KEY-----\n")
+    (keys / "ssh_host_ed25519_key.pub").write_text("ssh-ed25519 AAAAfirst host\n")
+    ca = tmp_path / "ca.pem"
+    ca.write_text(PEM.format("first"))
+    cfg = tmp_path / "pebuilder.toml"
+    cfg.write_text(f'[template]\niso = "{template_iso}"\n[work]\ndir = "w"\n[output.iso]\npath = "out.iso"\n'
+                   '[certificates]\nbundle = "ca.pem"\n[ssh]\nhost_keys = "keys"\n')
+    first = json.loads(pebuilder("build", cfg, "--json").stdout)
+    assert ran(first) == STAGES
+    initrd = initrd_of(tmp_path / "out.iso", tmp_path / "g1")
+    assert cpio.read_member(initrd, "usr/local/etc/ssl/certs/ca-certificates.crt") == ca.read_bytes()
+    assert cpio.read_member(initrd, "usr/local/etc/ssh/ssh_host_ed25519_key") == key.read_bytes()
+
+    ca.write_text(PEM.format("second"))
+    key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nsecond\n-----END OPENSSH PRIVATE KEY-----\n")
+    second = json.loads(pebuilder("build", cfg, "--json").stdout)
+    chain = ["unpack-initrd", "extensions-initrd", "customise", "kernel-modules"]
+    assert ran(second) == [*chain, "pack-initrd", "assemble-image", "package-iso"]
+    initrd = initrd_of(tmp_path / "out.iso", tmp_path / "g2")
+    for rel in ("usr/local/etc/ssl/certs/ca-certificates.crt", "etc/ssl/certs/ca-certificates.crt"):
+        assert cpio.read_member(initrd, rel) == PEM.format("second").encode()
+    assert cpio.read_member(initrd, "usr/local/etc/ssh/ssh_host_ed25519_key") == key.read_bytes()
+    entry = {e.name: e for e in cpio.list_entries(initrd)}["usr/local/etc/ssh/ssh_host_ed25519_key"]
+    assert (entry.uid, entry.gid, stat.S_IMODE(entry.mode)) == (0, 0, 0o600)
+    # a host key added to the folder is an input too
+    (keys / "ssh_host_rsa_key").write_text("rsa private\n")
+    third = json.loads(pebuilder("build", cfg, "--json").stdout)
+    assert "customise" in ran(third)
+    assert cpio.read_member(initrd_of(tmp_path / "out.iso", tmp_path / "g3"),
+                            "usr/local/etc/ssh/ssh_host_rsa_key") == b"rsa private\n"
+    assert ran(json.loads(pebuilder("build", cfg, "--json").stdout)) == []
+
+
+@needs_fixtures
+def test_local_kernel_and_modules_dir_changes_rerun_the_kernel(tmp_path, template_iso):
+    """(a) A local [kernel] vmlinuz + modules_dir: a changed module file reruns the kernel stage and
+    lands in the image; a changed vmlinuz lands on the ISO."""
+    kver = "3.16.6-tinycore64"
+    moddir = tmp_path / "kroot/lib/modules" / kver / "kernel/drivers/pb"
+    moddir.mkdir(parents=True)
+    module = moddir / "pbdummy.ko"
+    module.write_bytes(b"module v1")
+    vmlinuz = tmp_path / "vmlinuz"
+    shutil.copyfile(VMLINUZ, vmlinuz)
+    cfg = tmp_path / "pebuilder.toml"
+    cfg.write_text(f'[template]\niso = "{template_iso}"\n[work]\ndir = "w"\n[output.iso]\npath = "out.iso"\n'
+                   '[kernel]\nvmlinuz = "vmlinuz"\nmodules_dir = "kroot"\n[boot]\nmodules = ["pbdummy"]\n')
+    first = json.loads(pebuilder("build", cfg, "--json").stdout)
+    assert ran(first) == STAGES
+    rel = f"lib/modules/{kver}/kernel/drivers/pb/pbdummy.ko"
+    initrd = initrd_of(tmp_path / "out.iso", tmp_path / "g1")
+    assert cpio.read_member(initrd, rel) == b"module v1"
+    assert f"kernel/drivers/pb/pbdummy.ko:" in cpio.read_member(initrd, f"lib/modules/{kver}/modules.dep").decode()
+    assert "pbdummy" in cpio.read_member(initrd, "etc/init.d/pebuilder-modules").decode()
+
+    module.write_bytes(b"module v2")
+    second = json.loads(pebuilder("build", cfg, "--json").stdout)
+    assert "kernel" in ran(second) and "kernel-modules" in ran(second) and "package-iso" in ran(second)
+    assert "template" not in ran(second)
+    assert cpio.read_member(initrd_of(tmp_path / "out.iso", tmp_path / "g2"), rel) == b"module v2"
+
+    with open(vmlinuz, "ab") as f:
+        f.write(b"\0" * 512)  # still a bzImage, now with other bytes
+    third = json.loads(pebuilder("build", cfg, "--json").stdout)
+    assert "kernel" in ran(third) and "package-iso" in ran(third)
+    assert iso_file(tmp_path / "out.iso", "boot/vmlinuz64", tmp_path / "g3").read_bytes() == vmlinuz.read_bytes()
+    assert ran(json.loads(pebuilder("build", cfg, "--json").stdout)) == []
+
+
+def _cpio_gz(root: Path, out: Path) -> Path:
+    cpio.pack(root, TreeMeta(), out, "gzip")
+    return out
+
+
+@needs_fixtures
+def test_template_with_two_initrds(tmp_path):
+    """(b) isolinux.cfg's `initrd=/boot/corepure64.gz,/boot/extra.gz`: both are unpacked (the second
+    overriding the first, as the kernel does) and packed into one; two builds run without error."""
+    tree = make_template_tree(tmp_path / "tree")
+    extra_root = tmp_path / "extra"
+    (extra_root / "etc").mkdir(parents=True)
+    (extra_root / "etc/pebuilder-extra").write_text("from the second initrd\n")
+    (extra_root / "etc/hostname").write_text("second-wins\n")
+    _cpio_gz(extra_root, tree / "boot/extra.gz")
+    cfg_path = tree / "boot/isolinux/isolinux.cfg"
+    text = cfg_path.read_text().replace("\tinitrd /boot/corepure64.gz\n", "")
+    cfg_path.write_text(text.replace("append loglevel=3", "append initrd=/boot/corepure64.gz,/boot/extra.gz "
+                                                          "loglevel=3"))
+    template = make_iso(tree, tmp_path / "two-initrds.iso")
+    info = json.loads(pebuilder("inspect", template, "--json").stdout)
+    assert info["initrds"] == ["boot/corepure64.gz", "boot/extra.gz"]
+    cfg = tmp_path / "pebuilder.toml"
+    cfg.write_text(f'[template]\niso = "{template}"\n[work]\ndir = "w"\n[output.iso]\npath = "out.iso"\n'
+                   '[boot]\ncodes = ["host=pbtwo"]\n')
+    for attempt in range(2):
+        report = json.loads(pebuilder("build", cfg, "--json", *(["--force"] if attempt else [])).stdout)
+        assert ran(report) == STAGES
+        out = tmp_path / "out.iso"
+        files = set(iso.list_files(out))
+        assert "/boot/corepure64.gz" in files and "/boot/extra.gz" not in files
+        initrd = initrd_of(out, tmp_path / f"g{attempt}")
+        assert cpio.read_member(initrd, "etc/pebuilder-extra") == b"from the second initrd\n"
+        assert cpio.read_member(initrd, "etc/hostname") == b"second-wins\n"
+        assert cpio.read_member(initrd, "usr/bin/tce-load") == cpio.read_member(ROOTFS, "usr/bin/tce-load")
+        menu = iso_file(out, "boot/isolinux/isolinux.cfg", tmp_path / f"m{attempt}").read_text()
+        append = [ln.split() for ln in menu.splitlines() if ln.strip().startswith("append")][0]
+        assert append[:2] == ["append", "initrd=/boot/corepure64.gz"] and "host=pbtwo" in append
+        grub = iso_file(out, "boot/grub/grub.cfg", tmp_path / f"m{attempt}").read_text()
+        assert "extra.gz" not in grub and "/boot/corepure64.gz" in grub
+    assert ran(json.loads(pebuilder("build", cfg, "--json").stdout)) == []
+
+
+@needs_fixtures
 def test_unprivileged_build_is_root_owned_and_reproducible(open_workspace):
     """Built once as root and once as nobody, with one SOURCE_DATE_EPOCH: the same bytes."""
     shared, iso_copy = open_workspace
@@ -150,12 +311,14 @@ def test_unprivileged_build_is_root_owned_and_reproducible(open_workspace):
     assert len(devs) > 100
 
 
+@needs_fixtures
 def test_two_builds_same_epoch_same_sha256(tmp_path, template_iso):
     a = _build_as(None, tmp_path / "a", template_iso, "1600000000")
     b = _build_as(None, tmp_path / "b", template_iso, "1600000000")
     assert hashlib.sha256(a.read_bytes()).hexdigest() == hashlib.sha256(b.read_bytes()).hexdigest()
 
 
+@needs_fixtures
 def test_inspect(template_iso, tmp_path):
     info = json.loads(pebuilder("inspect", template_iso, "--json").stdout)
     assert info["tc_version"] == "6.4.1" and info["arch"] == "x86_64"
@@ -173,7 +336,7 @@ def test_inspect_rejects_non_tinycore_iso(tmp_path):
     root = tmp_path / "r"
     (root / "etc").mkdir(parents=True)
     (root / "etc/hostname").write_text("other\n")
-    cpio.pack(root, cpio.TreeMeta(), tree / "initrd.gz")
+    cpio.pack(root, TreeMeta(), tree / "initrd.gz")
     out = tmp_path / "other.iso"
     subprocess.run(["xorriso", "-as", "mkisofs", "-quiet", "-r", "-o", str(out), str(tree)], check=True)
     proc = pebuilder("inspect", out, check=False)
@@ -188,6 +351,7 @@ def test_inspect_rejects_non_tinycore_iso(tmp_path):
     assert proc.returncode == 9 and "no isolinux.cfg" in proc.stderr
 
 
+@needs_fixtures
 def test_cde_layout_with_copy2fs(tmp_path):
     from pebuilder.tinycore import cde
 

@@ -28,6 +28,8 @@ class Exit(IntEnum):
     DISK = 37
     DOWNLOAD = 38
     KERNEL = 39
+    LOCKED = 40  # another build holds the work folder
+    UNRESOLVABLE = 41  # Debian dependencies that cannot be satisfied
 
 
 class PebuilderError(Exception):

@@ -1,7 +1,6 @@
-"""File-system helpers that keep outputs atomic and image trees closed.
+"""File-system helpers: atomic outputs, hashes, sizes, and the build's notion of time.
 
-An image tree is a foreign root: its absolute symlinks point into the image, never at the build
-host, so every write into it goes through `resolve_in_root`.
+Writing inside image trees is fsroot.py's business, not this module's.
 """
 
 from __future__ import annotations
@@ -13,21 +12,19 @@ import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
-from pathlib import Path, PurePosixPath
-
-from pebuilder.errors import UnsafeArchiveError
+from pathlib import Path
 
 
 def source_date_epoch() -> int | None:
     value = os.environ.get("SOURCE_DATE_EPOCH")
     if value is None or value == "":
         return None
-    try:
-        return int(value)
-    except ValueError:
+    if not value.isdigit() or int(value) > 2**32 - 1:
         from pebuilder.errors import ConfigError
 
-        raise ConfigError(f"SOURCE_DATE_EPOCH={value!r} is not a whole number of seconds") from None
+        raise ConfigError(f"SOURCE_DATE_EPOCH={value!r} is not a time in whole seconds since 1970 (e.g. "
+                          "$(git log -1 --format=%ct)); unset it or fix it")
+    return int(value)
 
 
 def build_time() -> int:
@@ -40,12 +37,29 @@ def build_time() -> int:
     return int(time.time())
 
 
+TMP_SUFFIX = ".pbtmp"
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def atomic_output(path: Path, mode: int = 0o644) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it into place only if the block succeeds."""
+    """Yield a temporary path beside `path`; rename it into place only if the block succeeds.
+
+    The temporary's name carries the writer's pid, so a later run can tell a killed writer's
+    leftover (removed) from a live one's.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=TMP_SUFFIX, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -61,45 +75,6 @@ def atomic_output(path: Path, mode: int = 0o644) -> Iterator[Path]:
 def write_text_atomic(path: Path, text: str, mode: int = 0o644) -> None:
     with atomic_output(path, mode) as tmp:
         tmp.write_text(text)
-
-
-def safe_relpath(name: str) -> PurePosixPath:
-    """Normalise an archive member name; refuse absolute names and any `..` component."""
-    if name.startswith("/"):
-        raise UnsafeArchiveError(f"archive member {name!r} has an absolute path; refusing to extract it")
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if any(p == ".." for p in parts):
-        raise UnsafeArchiveError(f"archive member {name!r} climbs out with '..'; refusing to extract it")
-    return PurePosixPath(*parts) if parts else PurePosixPath(".")
-
-
-def resolve_in_root(root: Path, rel: str | PurePosixPath, *, follow_last: bool = False) -> Path:
-    """Resolve `rel` inside `root` as if `root` were `/`: symlinks, absolute or not, stay inside."""
-    root = Path(root)
-    pending = [p for p in PurePosixPath(rel).parts if p not in ("", ".", "/")]
-    pending.reverse()
-    current: list[str] = []
-    hops = 0
-    while pending:
-        part = pending.pop()
-        if part == "..":
-            if current:
-                current.pop()
-            continue
-        candidate = root.joinpath(*current, part)
-        is_last = not pending
-        if candidate.is_symlink() and (follow_last or not is_last):
-            hops += 1
-            if hops > 40:
-                raise UnsafeArchiveError(f"too many symlinks while resolving {rel} in {root}")
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                current = []
-            more = [p for p in PurePosixPath(target).parts if p not in ("", ".", "/")]
-            pending.extend(reversed(more))
-            continue
-        current.append(part)
-    return root.joinpath(*current)
 
 
 def rmtree(path: Path) -> None:
@@ -142,3 +117,47 @@ def human_size(n: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{n} B"
+
+
+def link_tree(src: Path, dest: Path, skip: set[str] | frozenset[str] = frozenset()) -> int:
+    """A working copy of a tree by hard links (copies across file systems); returns the file count.
+
+    Safe only because pebuilder never edits a file in place: FsRoot and atomic_output replace files,
+    so a change in the copy never reaches the original. `skip` holds relative paths (files or
+    folders) left out.
+    """
+    count = 0
+    dest.mkdir(parents=True, exist_ok=True)
+    for dirpath, dirnames, filenames in os.walk(src):
+        rel_dir = os.path.relpath(dirpath, src)
+        out = dest if rel_dir == "." else dest / rel_dir
+        keep = []
+        for d in sorted(dirnames):
+            rel = d if rel_dir == "." else f"{rel_dir}/{d}"
+            s = Path(dirpath) / d
+            if rel in skip:
+                continue
+            if s.is_symlink():
+                os.symlink(os.readlink(s), out / d)
+                continue
+            (out / d).mkdir()
+            shutil.copystat(s, out / d)
+            keep.append(d)
+        dirnames[:] = keep
+        for f in sorted(filenames):
+            rel = f if rel_dir == "." else f"{rel_dir}/{f}"
+            s = Path(dirpath) / f
+            if rel in skip:
+                continue
+            if s.is_symlink():
+                os.symlink(os.readlink(s), out / f)
+                continue
+            if not stat.S_ISREG(os.lstat(s).st_mode):
+                continue
+            try:
+                os.link(s, out / f)
+            except OSError:
+                shutil.copy2(s, out / f)
+            count += 1
+    shutil.copystat(src, dest)
+    return count

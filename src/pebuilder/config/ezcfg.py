@@ -7,8 +7,11 @@ remaster.sh greps `^key = ` and takes the third whitespace field, so a value nev
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pebuilder.config.model import PLACEMENTS, BuildConfig, ExtensionSpec, IsoOutput, tcz_name
+from pebuilder.config import registry
+from pebuilder.config import validate as v
+from pebuilder.config.model import Config
 from pebuilder.errors import ConfigError, Exit
 
 LIST_KEYS = {
@@ -20,20 +23,31 @@ LIST_KEYS = {
 SINGLE_KEYS = {"cd_location", "temp_dir", "extract_tcz_script"}
 KNOWN_FLAGS = {"copy2fs.flg"}
 KNOWN_KEYS = set(LIST_KEYS) | SINGLE_KEYS | {"cc", "copy2fs.lst"}
+MAX_LINE = 4096
 
 
-def load(path: Path, ext_dirs: list[Path] | None = None) -> BuildConfig:
+def load(path: Path, overrides: list[tuple[str, Any, bool]] | None = None) -> Config:
     try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the config ({exc}); give the path of a readable "
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config ({exc.strerror}); give the path of a readable "
                           "ezremaster.cfg", Exit.CONFIG_UNREADABLE) from None
-    return parse(text, path, ext_dirs or [])
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); an ezremaster.cfg is a text file",
+                          Exit.CONFIG_UNREADABLE) from None
+    data, warnings = to_data(text, path.resolve())
+    for dotted, value, append in overrides or []:
+        registry.set_path(data, dotted, value, append)
+    cfg = registry.parse(data, path.resolve(), path.resolve().parent)
+    cfg.warnings = warnings
+    return cfg
 
 
-def parse(text: str, path: Path, ext_dirs: list[Path]) -> BuildConfig:
+def to_data(text: str, path: Path) -> tuple[dict[str, Any], list[str]]:
+    """The cfg as pebuilder.toml-shaped data; the registry then checks it like any other config."""
     single: dict[str, tuple[str, int]] = {}
-    exts: list[ExtensionSpec] = []
+    exts: dict[str, list[str]] = {}
     codes: list[str] = []
     copy2fs_all = False
     copy2fs: list[str] = []
@@ -41,6 +55,11 @@ def parse(text: str, path: Path, ext_dirs: list[Path]) -> BuildConfig:
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         where = f"{path}:{lineno}"
+        if len(raw) > MAX_LINE:
+            raise ConfigError(f"{where}: a line of {len(raw)} characters; ezremaster.cfg lines are short "
+                              f"key = value pairs (at most {MAX_LINE})")
+        if "\0" in raw:
+            raise ConfigError(f"{where}: holds a NUL byte")
         if not line or line.startswith("#"):
             continue
         if line in KNOWN_FLAGS:
@@ -54,15 +73,19 @@ def parse(text: str, path: Path, ext_dirs: list[Path]) -> BuildConfig:
             raise ConfigError(f"{where}: key {key!r} has no value")
         words = value.split()
         if key == "cc":
+            for w in words:
+                msg = v.boot_code(w)
+                if msg:
+                    raise ConfigError(f"{where}: cc: {msg}")
             codes.extend(words)
             continue
         if len(words) > 1:
             raise ConfigError(f"{where}: the value of {key!r} holds spaces ({value!r}); remaster.sh reads "
                               "only the first word, so give one value per line")
         if key in LIST_KEYS:
-            exts.append(ExtensionSpec(tcz_name(value), LIST_KEYS[key]))  # type: ignore[arg-type]
+            exts.setdefault(LIST_KEYS[key], []).append(value)
         elif key == "copy2fs.lst":
-            copy2fs.append(tcz_name(value))
+            copy2fs.append(value)
         elif key in SINGLE_KEYS:
             if key in single:
                 raise ConfigError(f"{where}: {key!r} is given twice (first on line {single[key][1]}); "
@@ -82,16 +105,12 @@ def parse(text: str, path: Path, ext_dirs: list[Path]) -> BuildConfig:
                           "accepted values: ignore, run")
     base = path.parent
     temp_dir = (base / single["temp_dir"][0]).resolve()
-    return BuildConfig(
-        source=path,
-        template_iso=(base / single["cd_location"][0]).resolve(),
-        work_dir=temp_dir,
-        ext_dirs=list(ext_dirs),
-        extensions=sorted(exts, key=lambda e: PLACEMENTS.index(e.placement)),
-        boot_codes=codes,
-        extract_scripts=policy,  # type: ignore[arg-type]
-        copy2fs_all=copy2fs_all,
-        copy2fs=copy2fs,
-        iso=IsoOutput(path=temp_dir / "ezremaster.iso", volume_id="Tinycore"),
-        warnings=warnings,
-    )
+    data: dict[str, Any] = {
+        "system": "tinycore",
+        "template": {"iso": str((base / single["cd_location"][0]).resolve())},
+        "work": {"dir": str(temp_dir)},
+        "extensions": {**exts, "scripts": policy, "copy2fs": copy2fs or copy2fs_all},
+        "boot": {"codes": codes},
+        "output": {"iso": {"path": str(temp_dir / "ezremaster.iso"), "volume_id": "Tinycore"}},
+    }
+    return data, warnings

@@ -1,148 +1,259 @@
-"""The one build model both config readers produce; everything downstream reads only this."""
+"""The build model, and with it the registry of every config key.
+
+Each key is declared exactly once, here, as a dataclass field whose metadata says its type, default,
+accepted values, help and command-line flag. The TOML reader, the `config show` emitter, the CLI
+overrides and the README's key table are all generated from these declarations (see registry.py),
+so a key cannot exist in one of them and be missing in another.
+
+Plain dataclasses rather than pydantic or msgspec: the declarations stay readable as a table, and
+the reader's messages keep pebuilder's `file: table.key: what is wrong` form without translating
+another library's errors.
+"""
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
-Placement = Literal["initrd", "onboot", "builtin", "ondemand"]
+from pebuilder.config import validate as v
+
 PLACEMENTS: tuple[str, ...] = ("initrd", "onboot", "builtin", "ondemand")
-ScriptPolicy = Literal["run", "ignore"]
-
-
-@dataclass
-class ExtensionSpec:
-    name: str  # normalised: always ends in .tcz
-    placement: Placement
-
-
-@dataclass
-class IsoOutput:
-    path: Path
-    volume_id: str = "PEBUILDER"
-    uefi: bool = True
-
-
+SYSTEMS = ("tinycore", "debian")
+COMPRESSIONS = ("gzip", "xz", "zstd", "none")
 TABLES = ("msdos", "gpt")
 FIRMWARES = ("bios", "uefi", "both")
 FILESYSTEMS = ("ext4", "ext3", "ext2")
 DISK_FORMATS = ("raw", "qcow2", "vmdk")
 PERSIST = ("home", "opt", "restore")
+MAX_SIZE = 64 << 40  # 64 TiB: beyond what any target here can address sensibly
+
+
+def key(default: Any, kind: str, help: str, **meta: Any) -> Any:  # noqa: A002 - "help" reads best here
+    """Declare a config key: `kind` is how the reader converts it (see registry.CONVERTERS)."""
+    meta = {"kind": kind, "help": help, **meta}
+    if isinstance(default, list):
+        items = list(default)
+        return field(default_factory=lambda: list(items), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def table(cls: type, help: str, *, optional: bool = False) -> Any:  # noqa: A002
+    kind = "optional_table" if optional else "table"
+    if optional:
+        return field(default=None, metadata={"kind": kind, "cls": cls, "help": help})
+    return field(default_factory=cls, metadata={"kind": kind, "cls": cls, "help": help})
+
+
+def tables(cls: type, help: str) -> Any:  # noqa: A002
+    return field(default_factory=list, metadata={"kind": "tables", "cls": cls, "help": help})
+
+
+# -- sections ---------------------------------------------------------------------------------------
+
+@dataclass
+class Template:
+    iso: Path | None = key(None, "path", "Tiny Core ISO to remaster (ezremaster's cd_location); a folder "
+                           "holding an extracted CD works too")
 
 
 @dataclass
-class DiskOutput:
-    path: Path
-    size: int = 20 << 30  # bytes; sparse, so allocation follows content
-    table: str = "msdos"
-    firmware: str = "bios"
-    filesystem: str = "ext4"
-    label: str = "PEBUILDER"
-    format: str = "raw"
-    data_size: int | None = None  # a second partition for persistent data
-    data_label: str = "PBDATA"
-    persist: list[str] = field(default_factory=list)  # boot codes aimed at the data (or root) partition
-    mydata: Path | None = None  # folder restored at boot from /tce/mydata.tgz
+class Base:
+    distro: str = key("debian", "str", "distribution the live system is built from", choices=("debian",))
+    suite: str = key("bookworm", "str", "Debian suite", check=v.deb_name)
+    variant: str = key("tiny", "str", "tiny: busybox + the libraries packages need, no dpkg; minbase: "
+                       "mmdebstrap --variant=minbase with dpkg and apt", choices=("tiny", "minbase"))
+    arch: str | None = key(None, "arch", "target architecture (amd64/x86_64, arm64/aarch64); default: the "
+                           "host's", cli="--arch")
+    packages: list[str] = key([], "strings", "extra Debian packages in the base", check=v.deb_name)
+    mirror: str | None = key(None, "str", "Debian mirror URL; default: the host's configured apt mirror",
+                             check=v.url)
+    trim: bool = key(True, "bool", "drop docs, man pages, locales and i18n files")
 
 
 @dataclass
-class KernelSpec:
-    """A kernel to use instead of the template's: a Debian package, or a local vmlinuz + modules."""
+class Work:
+    dir: Path = key(Path("build"), "path", "work folder (ezremaster's temp_dir): image/, extract/, .pebuilder/")
+    extract_limit: int = key(4 << 30, "size", "largest total (apparent) size pebuilder unpacks from an "
+                             "archive someone else made")
 
-    debian: str | None = None  # e.g. linux-image-cloud-amd64
-    vmlinuz: Path | None = None
-    modules: Path | None = None  # a folder holding lib/modules/<kver>
+
+@dataclass
+class Extensions:
+    dirs: list[Path] = key([], "paths", "local folders with extensions, searched before mirrors",
+                           cli="--ext-dir")
+    initrd: list[str] = key([], "strings", "extracted into the initrd (app_extract_initrd)", check=v.ext_name)
+    onboot: list[str] = key([], "strings", "loaded at boot (Tiny Core: cde/optional + onboot.lst; Debian: "
+                            "/ext + onboot.lst)", check=v.ext_name)
+    builtin: list[str] = key([], "strings", "Tiny Core: /tmp/builtin in the initrd, loaded by tce-setup",
+                             check=v.ext_name)
+    ondemand: list[str] = key([], "strings", "on the medium, loaded when asked (tce-load -i)", check=v.ext_name)
+    scripts: str = key("run", "str", "startup scripts of extracted extensions (extract_tcz_script)",
+                       choices=("run", "ignore"))
+    copy2fs: bool | list[str] = key(False, "copy2fs", "true: copy2fs.flg (all copied to RAM); a list: "
+                                    "copy2fs.lst", check=v.ext_name)
+    mirrors: list[str] = key([], "strings", "extension mirror base URLs, tried in order; the first goes "
+                             "to /opt/tcemirror", check=v.url, cli="--mirror")
+    repo: str | None = key(None, "str", "repository path on the mirror, e.g. 14.x/x86_64/tcz; default: "
+                           "from the template", check=v.repo)
+    offline: bool = key(False, "bool", "use only the download cache", cli="--offline")
+
+
+@dataclass
+class Boot:
+    codes: list[str] = key([], "strings", "boot codes added to the kernel command line (cc)",
+                           check=v.boot_code, whole=v.cmdline)
+    timeout: float | None = key(None, "float", "boot menu timeout in seconds; default: the template's",
+                                range=(0, 3600), cli="--menu-timeout")
+    serial: bool = key(False, "bool", "boot menus and kernel on the first serial port", cli="--serial")
+    modules: list[str] = key([], "strings", "kernel modules loaded early at boot", check=v.module_name)
+    autologin: bool = key(True, "bool", "Tiny Core's automatic login on tty1 (false: noautologin)")
+    serial_getty: bool = key(False, "bool", "a login prompt on the first serial port")
+    hostname: str | None = key(None, "str", "host name (host= boot code)", check=v.hostname)
+
+
+@dataclass
+class Initrd:
+    compression: str | None = key(None, "str", "initrd compression; default: gzip for Tiny Core (what its tools "
+                                  "and old kernels know), xz for the Debian system (smaller)", choices=COMPRESSIONS)
+    level: int | str = key("default", "level", "fast, default, best, seed (remaster.sh's gzip -2 + advdef "
+                           "-z4) or a number")
+
+
+@dataclass
+class Kernel:
+    package: str | None = key(None, "str", "Debian kernel package, e.g. linux-image-cloud-amd64; default for "
+                              "the Debian system: linux-image-<arch>", check=v.deb_name)
+    vmlinuz: Path | None = key(None, "path", "a local kernel image instead of a package")
+    modules_dir: Path | None = key(None, "path", "folder holding lib/modules/<version> for vmlinuz")
+    modules: list[str] = key([], "strings", "Debian system: module names or folders under kernel/ "
+                             "(e.g. drivers/net) shipped in the system; empty: a set for VMs and common "
+                             "hardware; [\"all\"]: every module", check=v.one_line)
+    firmware: bool = key(False, "bool", "Debian system: ship firmware files the modules ask for")
 
 
 @dataclass
 class User:
-    name: str
-    uid: int
-    groups: list[str] = field(default_factory=list)
-    shell: str = "/bin/sh"
-    sudo: bool = False
-    password_hash: str | None = None  # $6$...; made from password_file / password_env when those are set
-    password_file: Path | None = None
-    password_env: str | None = None
-    authorized_keys: list[str] = field(default_factory=list)
+    name: str = key("", "str", "login name", check=v.user_name, required=True)
+    uid: int = key(0, "int", "numeric user id", range=(1, 65533), required=True)
+    groups: list[str] = key([], "strings", "extra groups (must exist in the image)", check=v.user_name)
+    shell: str = key("/bin/sh", "str", "login shell", check=v.shell)
+    sudo: bool = key(False, "bool", "passwordless sudo")
+    password_hash: str | None = key(None, "str", "a crypt(3) hash ($6$...)", check=v.crypt_hash, secret=True)
+    password_file: Path | None = key(None, "path", "file holding the password (hashed at build time)")
+    password_env: str | None = key(None, "str", "environment variable holding the password",
+                                   check=v.module_name)
+    authorized_keys: list[str] = key([], "strings", "SSH public keys, one per item", check=v.authorized_key)
+    replace: bool = key(False, "bool", "allow replacing an account the image already has (root, tc, ...)")
 
 
 @dataclass
-class FileOverlay:
-    source: Path
-    dest: str
-    mode: int | None = None
-    uid: int = 0
-    gid: int = 0
+class Accounts:
+    lock_root: bool = key(True, "bool", "lock root's password")
+    salt_file: Path | None = key(None, "path", "secret for reproducible password salts (with "
+                                 "SOURCE_DATE_EPOCH); default: .pebuilder-salt beside the config")
 
 
 @dataclass
-class Customisation:
-    users: list[User] = field(default_factory=list)
-    lock_root: bool = True
-    autologin: bool = True
-    serial_getty: bool = False
-    ssh: bool = False
-    ssh_host_keys: Path | None = None  # folder of ssh_host_*_key files; None: generated at first boot
-    sshd_config: Path | None = None
-    ca_bundle: str | None = None  # "host" or a PEM file path
-    bootlocal: list[str] = field(default_factory=list)
-    bootsync: list[str] = field(default_factory=list)
-    filetool: list[str] = field(default_factory=list)
-    hostname: str | None = None
-    files: list[FileOverlay] = field(default_factory=list)
-    kiosk_url: str | None = None
-    modules: list[str] = field(default_factory=list)  # loaded early at boot
-
-    def empty(self) -> bool:
-        return self == Customisation()
+class Ssh:
+    enable: bool = key(False, "bool", "configure and start sshd (default: true when [ssh] is present)")
+    host_keys: Path | None = key(None, "path", "folder of ssh_host_*_key files; default: made at first boot")
+    config: Path | None = key(None, "path", "sshd_config to install instead of pebuilder's")
 
 
 @dataclass
-class BuildConfig:
-    source: Path | None  # the config file this came from
-    template_iso: Path | None  # None: the built-in Debian template
-    work_dir: Path
-    ext_dirs: list[Path] = field(default_factory=list)
-    extensions: list[ExtensionSpec] = field(default_factory=list)
-    boot_codes: list[str] = field(default_factory=list)
-    extract_scripts: ScriptPolicy = "run"
-    copy2fs_all: bool = False
-    copy2fs: list[str] = field(default_factory=list)
-    menu_timeout: float | None = None  # seconds; None keeps the template's
-    serial: bool = False
-    initrd_compression: str = "gzip"
-    initrd_level: int = 9
-    mirrors: list[str] = field(default_factory=list)  # Tiny Core mirror base URLs, tried in order
-    repo: str | None = None  # e.g. 14.x/x86_64/tcz; derived from the template when None
-    offline: bool = False
-    kernel: KernelSpec | None = None
-    custom: Customisation = field(default_factory=Customisation)
-    iso: IsoOutput | None = None
-    disks: list[DiskOutput] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+class Certificates:
+    bundle: str | None = key(None, "bundle", "CA bundle: \"host\" or a PEM file")
 
-    def names(self, placement: str) -> list[str]:
-        return [e.name for e in self.extensions if e.placement == placement]
 
-    def to_dict(self) -> dict:
-        def clean(v):
-            if isinstance(v, Path):
-                return str(v)
-            if isinstance(v, dict):
-                return {k: clean(x) for k, x in v.items() if x is not None}
-            if isinstance(v, list):
-                return [clean(x) for x in v]
-            return v
+@dataclass
+class Services:
+    bootlocal: list[str] = key([], "strings", "shell lines run at the end of boot (Tiny Core: "
+                               "opt/bootlocal.sh)", check=v.one_line)
+    bootsync: list[str] = key([], "strings", "Tiny Core: lines for opt/bootsync.sh", check=v.one_line)
+    filetool: list[str] = key([], "strings", "Tiny Core: paths added to opt/.filetool.lst", check=v.one_line)
 
-        d = clean(asdict(self))
-        d.pop("warnings", None)
-        return d
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+@dataclass
+class FileSpec:
+    source: Path = key(Path(), "path", "file or folder on the build host", required=True)
+    dest: str = key("", "str", "absolute path in the image", check=v.abs_dest, required=True)
+    mode: int | None = key(None, "mode", "octal mode, e.g. \"0644\"; default: the source's")
+    owner: str = key("0:0", "str", "numeric uid:gid", check=v.owner)
+
+
+@dataclass
+class Kiosk:
+    url: str | None = key(None, "str", "the seed's Xorg + browser autostart at this URL", check=v.url)
+
+
+@dataclass
+class IsoOutput:
+    path: Path = key(Path("pebuilder.iso"), "path", "where the ISO goes")
+    volume_id: str = key("PEBUILDER", "str", "ISO volume id (also the label the live system finds its "
+                         "medium by)", check=v.label(32))
+    uefi: bool = key(True, "bool", "add a GRUB EFI system partition")
+
+
+@dataclass
+class DiskOutput:
+    path: Path = key(Path(), "path", "where the disk image goes", required=True)
+    size: int = key(20 << 30, "size", "virtual size (sparse: allocation follows content)")
+    table: str = key("msdos", "str", "partition table", choices=TABLES)
+    firmware: str = key("bios", "str", "boot firmware", choices=FIRMWARES)
+    filesystem: str = key("ext4", "str", "root filesystem", choices=FILESYSTEMS)
+    label: str = key("PEBUILDER", "str", "root filesystem label", check=v.label(16))
+    format: str = key("raw", "str", "image format", choices=DISK_FORMATS)
+    data_size: int | None = key(None, "size", "optional second partition for data")
+    data_label: str = key("PBDATA", "str", "label of the data partition", check=v.label(16))
+    persist: list[str] = key([], "strings", "Tiny Core: home=/opt=/restore= aimed at the data (or root) "
+                             "partition", choices=PERSIST)
+    mydata: Path | None = key(None, "path", "Tiny Core: folder restored at boot from /tce/mydata.tgz")
+
+
+@dataclass
+class Output:
+    iso: IsoOutput | None = table(IsoOutput, "a hybrid BIOS+UEFI ISO", optional=True)
+    disk: list[DiskOutput] = tables(DiskOutput, "bootable disk images (packagehd)")
+
+
+@dataclass
+class Config:
+    system: str | None = key(None, "str", "tinycore (remaster [template] iso) or debian (the live system); "
+                             "default: tinycore when [template] iso is set", choices=SYSTEMS)
+    template: Template = table(Template, "the Tiny Core ISO to remaster")
+    base: Base = table(Base, "the Debian live system's base")
+    work: Work = table(Work, "work folder")
+    extensions: Extensions = table(Extensions, "extensions")
+    boot: Boot = table(Boot, "boot menu and kernel command line")
+    initrd: Initrd = table(Initrd, "initrd packing")
+    kernel: Kernel = table(Kernel, "kernel")
+    users: list[User] = tables(User, "accounts")
+    accounts: Accounts = table(Accounts, "account policy")
+    ssh: Ssh = table(Ssh, "SSH server")
+    certificates: Certificates = table(Certificates, "CA certificates")
+    services: Services = table(Services, "commands run at boot")
+    files: list[FileSpec] = tables(FileSpec, "files copied into the image")
+    kiosk: Kiosk = table(Kiosk, "kiosk autostart")
+    output: Output = table(Output, "outputs")
+    # Not config keys: where the model came from, and what the reader wants the user to know.
+    source: Path | None = field(default=None, compare=False, metadata={"kind": "internal"})
+    warnings: list[str] = field(default_factory=list, compare=False, metadata={"kind": "internal"})
+
+    @property
+    def kind(self) -> str:
+        """Which system this config builds."""
+        if self.system:
+            return self.system
+        return "tinycore" if self.template.iso is not None else "debian"
+
+    @property
+    def work_dir(self) -> Path:
+        return self.work.dir
+
+    def outputs(self) -> list[Path]:
+        out = [self.output.iso.path] if self.output.iso else []
+        return out + [d.path for d in self.output.disk]
 
 
 SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "KIB": 1 << 10, "M": 1 << 20, "MIB": 1 << 20, "G": 1 << 30,
@@ -151,23 +262,19 @@ SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "KIB": 1 << 10, "M": 1 << 20, "MIB": 
 
 def parse_size(value: str | int) -> int:
     """Sizes as users write them: 20G, 512MiB, 1048576. Units are powers of 1024."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value <= 0:
-            raise ValueError(f"{value} is not a positive size")
-        return value
-    text = str(value).strip().upper()
-    num = text.rstrip("BKMGTI")
-    unit = text[len(num):]
-    try:
-        n = float(num)
-    except ValueError:
-        raise ValueError(f"{value!r} is not a size; write e.g. 20G, 512M or a byte count") from None
-    if unit not in SIZE_UNITS or n <= 0:
+    if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a size; write e.g. 20G, 512M or a byte count")
-    return int(n * SIZE_UNITS[unit])
-
-
-def tcz_name(name: str) -> str:
-    """Tiny Core's own rule: an extension name always carries the .tcz suffix."""
-    name = name.strip()
-    return name if name.endswith(".tcz") else name + ".tcz"
+    if isinstance(value, int):
+        n_bytes = value
+    else:
+        text = str(value).strip().upper()
+        num = text.rstrip("BKMGTI")
+        unit = text[len(num):]
+        if unit not in SIZE_UNITS or not num.replace(".", "", 1).isdigit():
+            raise ValueError(f"{value!r} is not a size; write e.g. 20G, 512M or a byte count")
+        n_bytes = int(float(num) * SIZE_UNITS[unit])
+    if n_bytes <= 0:
+        raise ValueError(f"{value!r} is not a positive size")
+    if n_bytes > MAX_SIZE:
+        raise ValueError(f"{value!r} is larger than the 64 TiB pebuilder supports")
+    return n_bytes

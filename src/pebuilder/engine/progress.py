@@ -5,12 +5,9 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
+from pebuilder.engine.report import StageResult
 from pebuilder.fsutil import human_size
-
-if TYPE_CHECKING:
-    from pebuilder.engine.stages import StageResult
 
 
 class Progress:

@@ -1,134 +1,164 @@
 """Named build stages, cached by the content hash of what they read.
 
-A stage runs when its key (a hash of its declared inputs) differs from the one recorded after its
-last successful run, or when one of its outputs is gone. Stages that edit one work tree in turn
-form a chain: if any of them must run, the chain reruns from its first stage, because editing a
-tree that already holds the previous run's edits would not give the same result.
+A stage declares what it reads (files, folders, values, and the stages whose outputs it uses) and
+what it writes. Its key is a hash of those inputs plus pebuilder's own source; it runs when the key
+differs from the one recorded after its last successful run, or when an output is gone. After it
+runs, its token becomes the digest of its outputs: a stage that rewrote byte-identical outputs does
+not make the stages after it run again.
+
+Stages that edit one work tree in place share a `chain` name. A chain runs as a unit: if any member
+must run, all run from the first, because editing a tree that already holds the last run's edits
+would not give the same result.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pebuilder import __version__
-from pebuilder.engine.fingerprint import HashCache, tree_digest, value_digest
+from pebuilder.engine.fingerprint import HashCache, path_digest, source_digest, tree_digest, value_digest
 from pebuilder.engine.progress import Progress
-from pebuilder.fsutil import write_text_atomic
+from pebuilder.engine.report import StageResult
+from pebuilder.engine.state import StageState
 
 log = logging.getLogger("pebuilder.stage")
+
+Inputs = Sequence[Path] | Callable[[], Sequence[Path]]
 
 
 @dataclass
 class Stage:
     name: str
-    action: Callable[[], Any]
-    files: Any = field(default_factory=list)  # inputs hashed by content (a list, or a callable giving one)
-    trees: list[Path] = field(default_factory=list)  # input folders hashed by content
-    values: Any = None  # config values the stage depends on
-    outputs: list[Path] = field(default_factory=list)
-    after: list[str] = field(default_factory=list)  # stages whose results this one reads
+    action: Callable[[], str | None]
+    files: Inputs = ()  # files it reads, hashed by content
+    trees: Inputs = ()  # folders it reads, hashed by content
+    values: Any = None  # config values it reads (or a callable giving them, evaluated when needed)
+    after: Sequence[str] = ()  # stages whose outputs it reads
+    outputs: Sequence[Path] = ()
+    chain: str | None = None
 
 
-@dataclass
-class StageResult:
-    name: str
-    ran: bool
-    seconds: float
-    outputs: dict[str, int]
-    note: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"stage": self.name, "ran": self.ran, "seconds": round(self.seconds, 3),
-                "outputs": self.outputs, "note": self.note}
+class StageGraphError(Exception):
+    """A build's stage list is wrong: a bug in pebuilder, not in the user's config."""
 
 
-def _size(p: Path) -> int:
-    if p.is_file():
-        return p.stat().st_size
-    total = 0
-    for dirpath, _, files in os.walk(p):
-        for f in files:
-            fp = os.path.join(dirpath, f)
-            if not os.path.islink(fp):
-                total += os.path.getsize(fp)
-    return total
+def validate(stages: Sequence[Stage]) -> None:
+    seen: set[str] = set()
+    chains_done: set[str] = set()
+    current_chain: str | None = None
+    for s in stages:
+        if s.name in seen:
+            raise StageGraphError(f"stage {s.name!r} is declared twice")
+        for a in s.after:
+            if a not in seen:
+                raise StageGraphError(f"stage {s.name!r} reads {a!r}, which is not a stage before it")
+        if s.chain != current_chain:
+            if s.chain in chains_done:
+                raise StageGraphError(f"chain {s.chain!r} is split: its stages must follow each other")
+            if current_chain:
+                chains_done.add(current_chain)
+            current_chain = s.chain
+        seen.add(s.name)
+
+
+def units(stages: Sequence[Stage]) -> list[list[Stage]]:
+    """Stages grouped into what runs as one: a chain, or a single stage."""
+    out: list[list[Stage]] = []
+    for s in stages:
+        if out and s.chain and out[-1][0].chain == s.chain:
+            out[-1].append(s)
+        else:
+            out.append([s])
+    return out
+
+
+def _resolve(inputs: Inputs) -> Sequence[Path]:
+    return inputs() if callable(inputs) else inputs
 
 
 class Engine:
     def __init__(self, state_dir: Path, progress: Progress | None = None, force: bool = False):
-        self.state_dir = state_dir
-        state_dir.mkdir(parents=True, exist_ok=True)
-        self.state_path = state_dir / "stages.json"
-        self.state: dict[str, dict[str, str]] = (
-            json.loads(self.state_path.read_text()) if self.state_path.exists() else {})
+        self.state = StageState(state_dir)
         self.hashes = HashCache(state_dir / "hashes.json")
         self.results: list[StageResult] = []
         self.progress = progress or Progress(enabled=False)
         self.force = force
 
-    def key(self, stage: Stage) -> str:
-        # Inputs may be callables: they are evaluated only when the key is needed, after the stages
-        # before have run (e.g. extension names resolved against the unpacked template).
-        files = stage.files() if callable(stage.files) else stage.files
-        values = stage.values() if callable(stage.values) else stage.values
+    def key(self, stage: Stage, unit_names: Iterable[str] = ()) -> str:
+        inside = set(unit_names)
         parts = {
-            "pebuilder": __version__,  # a new pebuilder may build differently: never reuse across versions
-            "files": [[str(f), self.hashes.file(f)] for f in files],
-            "trees": [[str(t), tree_digest(t, self.hashes)] for t in stage.trees],
-            "values": values,
-            # Tokens change whenever a stage actually runs, so what reads its results runs again too.
-            "after": [self.state.get(a, {}).get("token", "") for a in stage.after],
+            "pebuilder": source_digest(),
+            "files": [[str(f), self.hashes.file(f)] for f in _resolve(stage.files)],
+            "trees": [[str(t), tree_digest(t, self.hashes)] for t in _resolve(stage.trees)],
+            "values": stage.values() if callable(stage.values) else stage.values,
+            "after": [[a, self.state.token(a)] for a in stage.after if a not in inside],
         }
         return value_digest(parts)
 
-    def _fresh(self, stage: Stage, key: str) -> bool:
-        return (not self.force and self.state.get(stage.name, {}).get("key") == key
-                and all(o.exists() for o in stage.outputs))
+    def run(self, stages: Sequence[Stage], only: set[str] | None = None) -> list[StageResult]:
+        """Run (or skip) the stages in order; `only` limits the run to those names (and their chains)."""
+        validate(stages)
+        out: list[StageResult] = []
+        try:
+            for unit in units(stages):
+                if only is not None and not any(s.name in only for s in unit):
+                    continue
+                out += self._unit(unit)
+        finally:
+            self.state.save()
+            self.hashes.save()
+        return out
 
-    def run(self, stage: Stage) -> StageResult:
-        return self.chain([stage])[0]
-
-    def chain(self, stages: list[Stage]) -> list[StageResult]:
-        # Keys of later stages may read tokens of earlier ones, so a key is only known once the
-        # stages before it have settled; a chain is fresh only if every member is.
-        must_run = False
-        for s in stages:
-            if not self._fresh(s, self.key(s)):
-                must_run = True
-                break
-        out = []
-        for s in stages:
-            k = self.key(s)
-            if must_run:
-                self.state.pop(s.name, None)
-                self._save()
+    def _unit(self, unit: list[Stage]) -> list[StageResult]:
+        names = [s.name for s in unit]
+        keys = [self.key(s, names) for s in unit]
+        fresh = not self.force and all(
+            self.state.key(s.name) == k and all(o.exists() for o in s.outputs) for s, k in zip(unit, keys, strict=True))
+        results = []
+        if fresh:
+            for s in unit:
+                results.append(StageResult(s.name, False, 0.0, _sizes(s.outputs), "unchanged, skipped"))
+        else:
+            for s in unit:
+                self.state.forget(s.name)
+            self.state.save()  # a run killed from here on reruns the whole unit next time
+            notes = []
+            for s in unit:
                 t0 = time.monotonic()
                 with self.progress.stage(s.name):
                     note = s.action()
-                dt = time.monotonic() - t0
-                self.state[s.name] = {"key": k, "token": value_digest([k, time.time_ns(), os.getpid()])}
-                res = StageResult(s.name, True, dt, {str(o): _size(o) for o in s.outputs if o.exists()},
-                                  note if isinstance(note, str) else "")
-            else:
-                res = StageResult(s.name, False, 0.0, {str(o): _size(o) for o in s.outputs if o.exists()},
-                                  "unchanged, skipped")
-            self.progress.done(res)
-            self.results.append(res)
-            out.append(res)
-        self._save()
-        return out
+                for o in s.outputs:
+                    self.hashes.forget(o)
+                notes.append((s, time.monotonic() - t0, note if isinstance(note, str) else ""))
+            token = self._token(unit, keys[-1])
+            for s, k in zip(unit, keys, strict=True):
+                self.state.record(s.name, k, token)
+            self.state.save()
+            results = [StageResult(s.name, True, dt, _sizes(s.outputs), note) for s, dt, note in notes]
+        for r in results:
+            self.progress.done(r)
+        self.results += results
+        return results
 
-    def _save(self) -> None:
-        write_text_atomic(self.state_path, json.dumps(self.state, indent=1, sort_keys=True))
-        self.hashes.save()
+    def _token(self, unit: list[Stage], last_key: str) -> str:
+        """What the unit produced: digests of its outputs (or its key when it declares none)."""
+        outputs = [o for s in unit for o in s.outputs]
+        if not outputs:
+            return last_key
+        return value_digest([[str(o), path_digest(o, self.hashes)] for o in outputs])
 
     def report(self) -> dict[str, Any]:
         return {"stages": [r.as_dict() for r in self.results],
-                "seconds": round(sum(r.seconds for r in self.results), 3)}
+                "seconds": round(sum(r.seconds for r in self.results), 3),
+                "hashed_files": self.hashes.reads}
+
+
+def _sizes(outputs: Sequence[Path]) -> dict[str, int]:
+    from pebuilder.engine.report import size_of
+
+    return {str(o): size_of(o) for o in outputs if o.exists()}
+

@@ -7,17 +7,17 @@ template's real owners back, and device nodes survive without mknod.
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from pebuilder.errors import Exit, PebuilderError, UnsafeArchiveError
+from pebuilder.errors import Exit, PebuilderError
 from pebuilder.formats import compress
-from pebuilder.fsutil import atomic_output, safe_relpath, source_date_epoch
+from pebuilder.fsroot import Budget, FsRoot, TreeMeta, host_perm, safe_relpath
+from pebuilder.fsutil import atomic_output, source_date_epoch
 
 HEADER_LEN = 110
 TRAILER = "TRAILER!!!"
@@ -258,105 +258,61 @@ class _CountingSink:
 
 # --- trees on disk with their metadata kept aside ------------------------------------------------
 
-OWNER_BITS = {"file": stat.S_IRUSR | stat.S_IWUSR, "dir": stat.S_IRWXU}
 
+def extract(archive: Path, dest: Path, meta_path: Path, budget: Budget | None = None) -> TreeMeta:
+    """Unpack an initrd into `dest`; later members and archives override earlier ones, like the kernel.
 
-@dataclass
-class TreeMeta:
-    """What an unprivileged disk cannot hold: per-path mode, owner, and device identity."""
-
-    entries: dict[str, list[int]] = field(default_factory=dict)  # name -> [mode, uid, gid]
-    specials: dict[str, list[int]] = field(default_factory=dict)  # name -> [mode, major, minor]
-
-    @classmethod
-    def load(cls, path: Path) -> TreeMeta:
-        if not path.exists():
-            return cls()
-        data = json.loads(path.read_text())
-        return cls(entries=data.get("entries", {}), specials=data.get("specials", {}))
-
-    def save(self, path: Path) -> None:
-        with atomic_output(path) as tmp:
-            tmp.write_text(json.dumps({"version": 1, "entries": self.entries, "specials": self.specials},
-                                      sort_keys=True, separators=(",", ":")))
-
-    def set(self, name: str, mode: int, uid: int = 0, gid: int = 0) -> None:
-        self.entries[name] = [mode, uid, gid]
-
-
-def _disk_perm(kind: str, mode: int) -> int:
-    return stat.S_IMODE(mode) | OWNER_BITS.get(kind, 0)
-
-
-def _check_parents(root: Path, rel: Path) -> Path:
-    """The on-disk path for `rel`; refuses a member whose parent folders pass through a symlink."""
-    current = root
-    for part in rel.parts[:-1]:
-        current = current / part
-        if current.is_symlink():
-            raise UnsafeArchiveError(
-                f"archive member {rel.as_posix()!r} would be written through the symlink "
-                f"{current.relative_to(root).as_posix()!r}; refusing to extract it")
-        if not current.exists():
-            current.mkdir(mode=0o755)
-    return root / rel
-
-
-def extract(archive: Path, dest: Path, meta_path: Path) -> TreeMeta:
-    """Unpack an initrd into `dest`; later members and archives override earlier ones, like the kernel."""
+    Everything goes through FsRoot: parents resolve inside `dest`, devices become recorded
+    placeholders, setuid bits stay in the metadata, and a hard link is only made to a regular file
+    this archive put inside `dest` and nothing replaced since.
+    """
     dest.mkdir(parents=True, exist_ok=True)
-    meta = TreeMeta.load(meta_path)
-    links: dict[tuple[int, int, int], Path] = {}
-    dir_times: dict[Path, int] = {}
+    fs = FsRoot(dest, TreeMeta.load(meta_path))
+    budget = budget or Budget(what=str(archive))
+    links: dict[tuple[int, int, int], str] = {}  # (dev, ino) -> first member holding that inode
+    dir_times: dict[str, int] = {}
     for e, body in iter_archive(archive):
-        rel = safe_relpath(e.name)
-        name = rel.as_posix()
-        if name == ".":
-            meta.set(".", e.mode, e.uid, e.gid)
-            dir_times[dest] = e.mtime
+        rel = safe_relpath(e.name).as_posix()
+        budget.take(e.size if e.kind == "file" else 0, e.name)
+        if rel == ".":
+            fs.meta.set(".", e.mode, e.uid, e.gid)
+            dir_times["."] = e.mtime
             continue
-        target = _check_parents(dest, rel)
+        # Whatever this member replaces can no longer be the target of a later hard link.
+        for k in [k for k, v in links.items() if v == rel or v.startswith(rel + "/")]:
+            del links[k]
         kind = e.kind
-        if target.is_symlink() or (target.exists() and not target.is_dir()):
-            target.unlink()
-        elif target.is_dir() and kind != "dir":
-            raise CpioError(f"{archive}: member {name!r} replaces a folder with a {kind}")
-        meta.specials.pop(name, None)
         if kind == "dir":
-            target.mkdir(exist_ok=True)
-            os.chmod(target, _disk_perm(kind, e.mode))
-            dir_times[target] = e.mtime
-        elif kind == "symlink":
-            os.symlink(e.link_target or "", target)
+            written = fs.mkdir(rel, stat.S_IMODE(e.mode), e.uid, e.gid)
+            dir_times[written] = e.mtime
+            continue
+        if kind == "symlink":
+            fs.symlink(rel, e.link_target or "", e.uid, e.gid, e.mtime)
         elif kind == "file":
             key = (e.devmajor, e.devminor, e.ino)
             first = links.get(key) if e.nlink > 1 else None
-            if first is not None and first.exists():
-                os.link(first, target)
+            if first is not None:
+                fs.hardlink(rel, first, e.uid, e.gid)
                 if e.size:
+                    target = fs.path(rel, follow_last=False)
                     with open(target, "r+b") as out:
                         out.truncate(0)
                         for chunk in body.chunks():
                             out.write(chunk)
+                fs.meta.set(fs.rel(fs.path(rel, follow_last=False)), e.mode, e.uid, e.gid)
+                os.utime(fs.path(rel, follow_last=False), (e.mtime, e.mtime))
             else:
-                with open(target, "wb") as out:
-                    for chunk in body.chunks():
-                        out.write(chunk)
+                written = fs.write_stream(rel, body, e.size, e.mode, e.uid, e.gid, e.mtime)
                 if e.nlink > 1:
-                    links[key] = target
-            os.chmod(target, _disk_perm(kind, e.mode))
+                    links[key] = written
         else:
-            # Device nodes, fifos and sockets need privileges to create: keep a placeholder.
-            target.write_bytes(b"")
-            os.chmod(target, 0o600)
-            meta.specials[name] = [e.mode, e.rdevmajor, e.rdevminor]
-        meta.set(name, e.mode, e.uid, e.gid)
-        if kind != "dir":
-            os.utime(target, (e.mtime, e.mtime), follow_symlinks=False)
-    for d, t in sorted(dir_times.items(), key=lambda kv: -len(kv[0].parts)):
-        os.utime(d, (t, t))
-    meta.save(meta_path)
-    return meta
+            fs.special(rel, e.mode, e.rdevmajor, e.rdevminor, e.uid, e.gid, e.mtime)
+    for d, t in sorted(dir_times.items(), key=lambda kv: -kv[0].count("/")):
+        p = dest if d == "." else dest / d
+        if p.is_dir() and not p.is_symlink():
+            os.utime(p, (t, t))
+    fs.meta.save(meta_path)
+    return fs.meta
 
 
 def _entry_for(root: Path, rel: str, st: os.stat_result, meta: TreeMeta, clamp: int | None) -> Entry:
@@ -376,7 +332,7 @@ def _entry_for(root: Path, rel: str, st: os.stat_result, meta: TreeMeta, clamp: 
         kmode, uid, gid = known
         same_type = stat.S_IFMT(kmode) == stat.S_IFMT(st.st_mode)
         # Keep the archive's bits unless someone changed them on disk after extraction.
-        if same_type and (kind == "symlink" or _disk_perm(kind, kmode) == perm):
+        if same_type and (kind == "symlink" or host_perm(kmode) == perm):
             perm = stat.S_IMODE(kmode)
     if kind == "symlink":
         return Entry(name=rel, mode=stat.S_IFLNK | perm, uid=uid, gid=gid, mtime=mtime,

@@ -10,13 +10,12 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from pebuilder.errors import PebuilderError
+from pebuilder.arch import Arch
+from pebuilder.errors import Exit, PebuilderError
 from pebuilder.fsutil import write_text_atomic
 from pebuilder.runner import run
 
 GRUB_LIB = Path("/usr/lib/grub")
-
-EFI_TARGETS = {"x86_64": ("x86_64-efi", "BOOTX64.EFI"), "aarch64": ("arm64-efi", "BOOTAA64.EFI")}
 
 EFI_MODULES = ["part_gpt", "part_msdos", "fat", "iso9660", "ext2", "search", "search_fs_file",
                "configfile", "normal", "linux", "echo", "test", "serial", "terminal", "gzio",
@@ -31,18 +30,23 @@ def embedded_config(marker: str, cfg_path: str = "/boot/grub/grub.cfg") -> str:
             f"configfile ($root){cfg_path}\n")
 
 
-def build_efi(out: Path, arch: str, marker: str, workdir: Path) -> None:
-    if arch not in EFI_TARGETS:
-        raise PebuilderError(f"no UEFI GRUB target for architecture {arch!r}")
-    fmt, _ = EFI_TARGETS[arch]
-    if not (GRUB_LIB / fmt).is_dir():
-        pkg = "grub-efi-amd64-bin" if arch == "x86_64" else "grub-efi-arm64-bin"
-        raise PebuilderError(f"GRUB modules for {fmt} are missing in {GRUB_LIB / fmt}; "
-                             f"install them with: apt-get install {pkg}")
+def efi_modules_dir(arch: Arch, lib: Path | None = None) -> Path:
+    """GRUB's modules for the arch: the host's, or an unpacked grub-efi-*-bin for another arch."""
+    if not arch.grub_efi:
+        raise PebuilderError(f"no UEFI GRUB target for architecture {arch}", Exit.USAGE)
+    folder = (lib or GRUB_LIB) / arch.grub_efi
+    if not folder.is_dir():
+        raise PebuilderError(f"GRUB modules for {arch.grub_efi} are missing in {folder}; "
+                             f"install them with: apt-get install {arch.grub_efi_package}", Exit.TOOL_MISSING)
+    return folder
+
+
+def build_efi(out: Path, arch: Arch, marker: str, workdir: Path, lib: Path | None = None) -> None:
+    folder = efi_modules_dir(arch, lib)
     cfg = workdir / "grub-embedded.cfg"
     write_text_atomic(cfg, embedded_config(marker))
-    run(["grub-mkimage", "-O", fmt, "-d", GRUB_LIB / fmt, "-p", "/boot/grub", "-c", cfg, "-o", out,
-         *EFI_MODULES], what=f"building the GRUB {fmt} image")
+    run(["grub-mkimage", "-O", arch.grub_efi, "-d", folder, "-p", "/boot/grub", "-c", cfg, "-o", out,
+         *EFI_MODULES], what=f"building the GRUB {arch.grub_efi} image")
 
 
 def build_bios_core(out: Path, prefix: str, marker: str, workdir: Path) -> None:

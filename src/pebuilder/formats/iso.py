@@ -22,6 +22,9 @@ def check_readable(iso: Path) -> None:
     if not iso.exists():
         raise PebuilderError(f"template ISO {iso} does not exist; set cd_location (or [template] iso) "
                              "to an existing .iso file", Exit.NO_TEMPLATE)
+    if not iso.is_file():
+        raise PebuilderError(f"{iso} is not a file; give an .iso file (or a folder holding an extracted CD "
+                             "as cd_location)", Exit.NO_TEMPLATE)
     with open(iso, "rb") as f:
         f.seek(0x8001)
         if f.read(5) != b"CD001":

@@ -1,7 +1,8 @@
 """Bootable hard-disk images without root: a sparse file, sfdisk, mke2fs -d, mtools, grub-mkimage.
 
-The writer knows nothing of Tiny Core: it gets a folder to become the root filesystem, a boot
-entry, and the disk spec. Layouts:
+The writer knows nothing of Tiny Core or Debian: it gets a folder to become the root filesystem, a
+boot entry, the disk spec and the target architecture (no BIOS paths where there is no BIOS).
+Layouts:
 
     msdos + bios          [root*]                 GRUB core.img in the gap after the MBR
     msdos + uefi/both     [esp, root*]
@@ -18,7 +19,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from pebuilder.config.model import DiskOutput
+from pebuilder.arch import Arch
 from pebuilder.errors import Exit, PebuilderError
 from pebuilder.formats import extfs, fat, grub, partition
 from pebuilder.fsutil import atomic_output, build_time, human_size, write_text_atomic
@@ -32,6 +33,27 @@ BIOS_BOOT_SIZE = 1 * MIB
 
 class DiskError(PebuilderError):
     code = Exit.DISK
+
+
+@dataclass
+class DiskSpec:
+    path: Path
+    size: int
+    table: str  # msdos | gpt
+    firmware: str  # bios | uefi | both
+    filesystem: str  # ext2 | ext3 | ext4
+    label: str
+    format: str  # raw | qcow2 | vmdk
+    data_size: int | None = None
+    data_label: str = "PBDATA"
+
+    @property
+    def bios(self) -> bool:
+        return self.firmware in ("bios", "both")
+
+    @property
+    def uefi(self) -> bool:
+        return self.firmware in ("uefi", "both")
 
 
 @dataclass
@@ -60,9 +82,9 @@ def needed_root_bytes(content: int, entries: int, fstype: str) -> int:
     return int(content * 1.05) + entries * 256 + journal + 8 * MIB
 
 
-def plan(spec: DiskOutput, content_bytes: int, entries: int, seed: str) -> DiskPlan:
-    wants_bios = spec.firmware in ("bios", "both")
-    wants_uefi = spec.firmware in ("uefi", "both")
+def plan(spec: DiskSpec, content_bytes: int, entries: int, seed: str) -> DiskPlan:
+    wants_bios = spec.bios
+    wants_uefi = spec.uefi
     parts: list[tuple[str, str, int | None, bool]] = []
     if spec.table == "gpt" and wants_bios:
         parts.append(("bios", "BIOS boot", BIOS_BOOT_SIZE, False))
@@ -99,12 +121,15 @@ def _grub_files(staging: Path, entry: BootEntry, marker: str, bios: bool) -> Non
         os.utime(p, (t, t), follow_symlinks=False)
 
 
-def write(spec: DiskOutput, staging: Path, entry: BootEntry, workdir: Path, seed: str) -> DiskPlan:
+def write(spec: DiskSpec, staging: Path, entry: BootEntry, workdir: Path, seed: str, arch: Arch,
+          grub_lib: Path | None = None) -> DiskPlan:
     """Build the disk into a temporary file beside spec.path and rename it there when whole."""
     workdir.mkdir(parents=True, exist_ok=True)
     marker = entry.marker_name(seed)
-    wants_bios = spec.firmware in ("bios", "both")
-    wants_uefi = spec.firmware in ("uefi", "both")
+    wants_bios = spec.bios
+    wants_uefi = spec.uefi
+    if wants_bios and not arch.bios:
+        raise DiskError(f"{spec.path.name}: {arch} has no BIOS; use firmware = \"uefi\" (and table = \"gpt\")")
     _grub_files(staging, entry, marker, wants_bios)
     content, entries = tree_bytes(staging)
     p = plan(spec, content, entries, seed)
@@ -125,14 +150,14 @@ def write(spec: DiskOutput, staging: Path, entry: BootEntry, workdir: Path, seed
             extfs.make(raw, p.data.offset, p.data.bytes, spec.filesystem, spec.data_label,
                        partition.stable_uuid(seed, "datafs"), None, workdir)
         if wants_uefi and p.esp:
-            loader = workdir / "BOOTX64.EFI"
-            grub.build_efi(loader, "x86_64", marker, workdir)
+            loader = workdir / (arch.efi_loader or "loader.efi")
+            grub.build_efi(loader, arch, marker, workdir, grub_lib)
             t = build_time()
             os.utime(loader, (t, t))
             serial = int.from_bytes(partition.stable_uuid(seed, "esp").encode()[:4], "little")
             fat.format_fat(raw, offset=p.esp.offset, size=p.esp.bytes, label="EFI", serial=serial,
                            hidden_sectors=p.esp.start)
-            fat.add_files(raw, {"EFI/BOOT/BOOTX64.EFI": loader}, offset=p.esp.offset)
+            fat.add_files(raw, {arch.efi_boot_path: loader}, offset=p.esp.offset)
         if wants_bios:
             core = workdir / "core.img"
             prefix = "(hd0,gpt{})/boot/grub" if spec.table == "gpt" else "(hd0,msdos{})/boot/grub"

@@ -1,9 +1,11 @@
-"""Hybrid ISO output: BIOS through the tree's isolinux, UEFI through GRUB on an appended ESP."""
+"""Hybrid ISO output: BIOS through isolinux, UEFI through GRUB on an appended ESP."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from pebuilder.arch import Arch
 from pebuilder.formats import fat, grub
 from pebuilder.formats.iso import HybridLayout, write_hybrid
 from pebuilder.fsutil import build_time, write_text_atomic
@@ -16,17 +18,14 @@ def write_grub_files(tree: Path, entry: BootEntry, marker: str) -> None:
     write_text_atomic(tree / marker.lstrip("/"), "pebuilder boot medium\n")
 
 
-def build_esp(out: Path, arch: str, marker: str, workdir: Path) -> None:
+def build_esp(out: Path, arch: Arch, marker: str, workdir: Path, grub_lib: Path | None = None) -> None:
     """A FAT image with GRUB at the removable-media path UEFI firmware looks for."""
-    efi_name = grub.EFI_TARGETS[arch][1]
-    loader = workdir / efi_name
-    grub.build_efi(loader, arch, marker, workdir)
+    loader = workdir / (arch.efi_loader or "loader.efi")
+    grub.build_efi(loader, arch, marker, workdir, grub_lib)
     t = build_time()
-    import os
-
     os.utime(loader, (t, t))
-    files = {f"EFI/BOOT/{efi_name}": loader}
-    tmp = out.with_name(out.name + ".tmp")
+    files = {arch.efi_boot_path: loader}
+    tmp = out.with_name(out.name + ".part")
     fat.format_fat(tmp, size=fat.esp_size_for(files), label="EFIBOOT")
     fat.add_files(tmp, files)
     tmp.replace(out)

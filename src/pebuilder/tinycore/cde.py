@@ -9,18 +9,19 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from pebuilder.formats.tcz import md5_text, verify_md5
 from pebuilder.fsutil import rmtree, write_text_atomic
-from pebuilder.tinycore.extensions import md5_text, verify_md5
 
 
 def write(folder: Path, *, onboot: list[str], files: list[Path], copy2fs_all: bool = False,
           copy2fs: list[str] | None = None) -> str:
     if folder.exists():
         rmtree(folder)
+    folder.mkdir(parents=True)
     if not files and not onboot:
         return "no extensions outside the initrd"
     opt = folder / "optional"
-    opt.mkdir(parents=True)
+    opt.mkdir()
     for tcz in files:
         verify_md5(tcz)
         shutil.copyfile(tcz, opt / tcz.name)

@@ -106,3 +106,12 @@ def rewrite(text: str, *, codes: list[str], timeout_tenths: int | None, serial: 
     if timeout_tenths is not None and not saw_timeout:
         out.append(f"timeout {timeout_tenths}")
     return "\n".join(out) + "\n"
+
+
+def timeout_tenths(text: str, default: int = 50) -> int:
+    """The menu timeout in tenths of a second, as ISOLINUX reads it."""
+    for ln in text.splitlines():
+        w = ln.split()
+        if len(w) == 2 and w[0].lower() == "timeout" and w[1].isdigit():
+            return int(w[1])
+    return default

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import stat
 from pathlib import Path
 
-from pebuilder.debian.kernel import KernelFiles, closure
-from pebuilder.formats.cpio import TreeMeta
-from pebuilder.fsutil import resolve_in_root
-from pebuilder.runner import run
+from pebuilder.customise import modules
+from pebuilder.customise.modules import KernelFiles
+from pebuilder.fsroot import FsRoot
 
 # What a Tiny Core system needs from a modular kernel: extension mounts, swap, CD and disk access
 # on common virtual and real controllers. Missing ones are skipped; configured ones must exist.
@@ -29,72 +27,44 @@ EARLY_DEFAULT = ["loop", "squashfs", "zram", "isofs", "cdrom", "sr_mod", "ata_pi
                  "virtio_pci", "virtio_blk", "virtio_scsi"]
 
 
-def install_modules(root: Path, meta: TreeMeta, kf: KernelFiles, configured: list[str]) -> dict:
-    files, builtin = closure(kf, configured, NEEDED)
-    dest = root / "lib/modules" / kf.kver
-    for rel in files:
-        target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(kf.moddir / rel, target)
-        os.chmod(target, 0o644)
-    for extra in ("modules.builtin", "modules.builtin.modinfo", "modules.order"):
-        if (kf.moddir / extra).exists():
-            shutil.copyfile(kf.moddir / extra, dest / extra)
-    run(["depmod", "-a", "-b", root, kf.kver], what=f"running depmod for {kf.kver}")
-    for dirpath, dirnames, filenames in os.walk(root / "lib/modules"):
-        for n in dirnames + filenames:
-            p = Path(dirpath) / n
-            rel = p.relative_to(root).as_posix()
-            if rel not in meta.entries:
-                meta.set(rel, os.lstat(p).st_mode, 0, 0)
-    names = {f.rsplit("/", 1)[-1].split(".ko")[0].replace("-", "_") for f in files}
+def install_modules(fs: FsRoot, kf: KernelFiles, configured: list[str]) -> dict:
+    files, builtin = modules.closure(kf, configured, NEEDED)
+    modules.install(fs, kf, files)
+    names = {modules.module_name(f) for f in files}
     return {"modules": len(files), "zram": "zram" in names or "zram" in builtin,
             "squashfs": "squashfs" in names or "squashfs" in builtin,
             "early": [m for m in EARLY_DEFAULT if m in names]}
 
 
-def replace_kernel_image(image: Path, kernel_rel: str, kf: KernelFiles) -> None:
-    target = image / kernel_rel
+def replace_kernel_image(target: Path, kf: KernelFiles) -> None:
     tmp = target.with_name(target.name + ".new")
     shutil.copyfile(kf.vmlinuz, tmp)
     os.chmod(tmp, 0o644)
     os.replace(tmp, target)
 
 
-def patch_tce_load(root: Path) -> bool:
+def patch_tce_load(fs: FsRoot) -> bool:
     """Drop `bs=4096` from tce-load's squashfs mounts; True when the file needed it."""
-    path = resolve_in_root(root, "usr/bin/tce-load", follow_last=True)
-    if not path.is_file():
+    text = fs.read_bytes("usr/bin/tce-load")
+    if text is None or b",bs=4096" not in text:
         return False
-    text = path.read_bytes()
-    if b",bs=4096" not in text:
-        return False
-    mode = stat.S_IMODE(path.stat().st_mode)
-    path.write_bytes(text.replace(b",bs=4096", b""))
-    os.chmod(path, mode)
+    fs.write_keeping_owner("usr/bin/tce-load", text.replace(b",bs=4096", b""), (0o755, 0, 0))
     return True
 
 
-def load_early(root: Path, meta: TreeMeta, modules: list[str]) -> None:
+def load_early(fs: FsRoot, names: list[str]) -> None:
     """A sysinit step before rcS, so the modules are there before Tiny Core looks for disks."""
-    script = root / EARLY_SCRIPT
-    script.parent.mkdir(parents=True, exist_ok=True)
-    body = " ".join(modules)
-    script.write_text(
-        "#!/bin/sh\n# pebuilder: load configured kernel modules before Tiny Core scans for disks.\n"
-        "[ -f /proc/cmdline ] || /bin/mount -t proc proc /proc\n"
-        f"for m in {body}; do\n"
-        "  /sbin/modprobe \"$m\" 2>/dev/null && echo \"pebuilder: loaded module $m\" > /dev/console"
-        " || echo \"pebuilder: could not load module $m\" > /dev/console\n"
-        "done\n")
-    os.chmod(script, 0o755)
-    meta.set(EARLY_SCRIPT, stat.S_IFREG | 0o755, 0, 0)
-    inittab = resolve_in_root(root, "etc/inittab", follow_last=True)
-    lines = inittab.read_text().splitlines() if inittab.exists() else ["::sysinit:/etc/init.d/rcS"]
+    body = " ".join(names)
+    fs.write(EARLY_SCRIPT,
+             "#!/bin/sh\n# pebuilder: load configured kernel modules before Tiny Core scans for disks.\n"
+             "[ -f /proc/cmdline ] || /bin/mount -t proc proc /proc\n"
+             f"for m in {body}; do\n"
+             "  /sbin/modprobe \"$m\" 2>/dev/null && echo \"pebuilder: loaded module $m\" > /dev/console"
+             " || echo \"pebuilder: could not load module $m\" > /dev/console\n"
+             "done\n", 0o755)
+    lines = fs.read_lines("etc/inittab") or ["::sysinit:/etc/init.d/rcS"]
     hook = f"::sysinit:/{EARLY_SCRIPT}"
     lines = [ln for ln in lines if ln.strip() != hook]
     at = next((i for i, ln in enumerate(lines) if ln.startswith("::sysinit:")), 0)
     lines.insert(at, hook)
-    mode = stat.S_IMODE(inittab.stat().st_mode) if inittab.exists() else 0o644
-    inittab.write_text("\n".join(lines) + "\n")
-    os.chmod(inittab, mode)
+    fs.write_keeping_owner("etc/inittab", "\n".join(lines) + "\n", (0o644, 0, 0))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import os
+import re
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -18,9 +19,9 @@ from pathlib import Path
 
 from pebuilder.debian.apt import cache_root
 from pebuilder.errors import Exit, PebuilderError
+from pebuilder.formats.tcz import ExtensionMissing, check_name, locate, parse_dep
 from pebuilder.fsutil import file_md5
 from pebuilder.net.http import DownloadError, NotFound, Policy, fetch_bytes, fetch_to
-from pebuilder.tinycore.extensions import ExtensionMissing, locate, parse_dep
 
 log = logging.getLogger("pebuilder.mirror")
 
@@ -53,6 +54,7 @@ class Mirror:
     _fetched: dict[tuple[str, str], bytes | None] = field(default_factory=dict)
 
     def _dir(self, name: str) -> Path:
+        check_name(name, f"extension name from {self.repo}")
         return self.cache / self.repo / name
 
     def _urls(self, file: str) -> list[str]:
@@ -100,13 +102,16 @@ class Mirror:
         if self._meta(name, ".md5.txt", optional=False) is None:
             return None
         dep = self._meta(name, ".dep", optional=True)
-        return parse_dep(dep.decode(errors="replace"), kver) if dep else []
+        return parse_dep(dep.decode(errors="replace"), kver, self._urls(name + ".dep")[0]) if dep else []
 
     def md5(self, name: str) -> str:
         data = self._meta(name, ".md5.txt", optional=False)
         if data is None or not data.split():
             raise ExtensionMissing(f"{name}: the mirror has no {name}.md5.txt")
-        return data.split()[0].decode().lower()
+        md5 = data.split()[0].decode(errors="replace").lower()
+        if not re.fullmatch(r"[0-9a-f]{32}", md5):
+            raise ExtensionMissing(f"{self._urls(name + '.md5.txt')[0]}: not an md5 sum ({md5[:40]!r})")
+        return md5
 
     def fetch(self, name: str, progress=None) -> Path:
         """The verified .tcz from the cache, downloading it first if needed."""
@@ -183,7 +188,7 @@ class Sources:
         path = self.local(name)
         if path is not None:
             dep = path.with_name(name + ".dep")
-            return parse_dep(dep.read_text(errors="replace"), self.kver) if dep.is_file() else []
+            return parse_dep(dep.read_text(errors="replace"), self.kver, str(dep)) if dep.is_file() else []
         if self.mirror is None:
             return None
         return self.mirror.deps(name, self.kver)

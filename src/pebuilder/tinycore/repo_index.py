@@ -11,9 +11,9 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
+from pebuilder.formats.tcz import parse_dep
 from pebuilder.fsutil import atomic_output, file_md5, write_text_atomic
 from pebuilder.runner import run
-from pebuilder.tinycore.extensions import parse_dep
 
 
 def _gz(path: Path, text: str) -> None:

@@ -1,21 +1,39 @@
-"""Tiny Core extensions (.tcz): finding them, their metadata, and tce-load's dependency order."""
+"""Extensions in Tiny Core's format: a squashfs plus sidecar files (.dep, .md5.txt), found in folders
+and loaded in tce-load's dependency order. Both systems use it: Tiny Core remasters and the Debian
+live system's /ext."""
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pebuilder.config.model import tcz_name
 from pebuilder.errors import Exit, PebuilderError
 from pebuilder.fsutil import file_md5
 
 log = logging.getLogger("pebuilder.tcz")
 
 
+PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
+
+
 class ExtensionMissing(PebuilderError):
     code = Exit.EXTENSION_MISSING
+
+
+def tcz_name(name: str) -> str:
+    """Tiny Core's own rule: an extension name always carries the .tcz suffix."""
+    name = name.strip()
+    return name if name.endswith(".tcz") else name + ".tcz"
+
+
+def ext_name(v: str) -> str | None:
+    """None for a plain file name; else why not (names become paths in caches and images)."""
+    if not PLAIN_NAME.match(v) or ".." in v:
+        return f"{v!r} is not a plain extension file name (letters, digits and . _ + -, no '/' or '..')"
+    return None
 
 
 def kernel_name(name: str, kver: str | None) -> str:
@@ -26,16 +44,25 @@ def kernel_name(name: str, kver: str | None) -> str:
     return name
 
 
-def parse_dep(text: str, kver: str | None = None) -> list[str]:
+def check_name(name: str, where: str) -> str:
+    """Names from .dep files and mirrors become file names in the cache and the image: plain ones only."""
+    msg = ext_name(name)
+    if msg:
+        raise ExtensionMissing(f"{where}: {msg}; refusing it")
+    return name
+
+
+def parse_dep(text: str, kver: str | None = None, where: str = ".dep") -> list[str]:
     """tce-load reads .dep files with every space and tab removed and empty lines skipped.
 
-    It has no comment syntax: a `#` line names an extension called `#...`, as in Tiny Core.
+    It has no comment syntax: a `#` line names an extension called `#...`, as in Tiny Core (and is
+    then refused here as not a plain file name).
     """
     out = []
     for line in text.splitlines():
         name = line.replace(" ", "").replace("\t", "").replace("\r", "")
         if name:
-            out.append(kernel_name(name, kver))
+            out.append(check_name(kernel_name(name, kver), where))
     return out
 
 
@@ -114,6 +141,6 @@ def local_deps(dirs: list[Path], kver: str | None) -> Callable[[str], list[str] 
         except ExtensionMissing:
             return None
         dep = tcz.with_name(tcz.name + ".dep")
-        return parse_dep(dep.read_text(errors="replace"), kver) if dep.is_file() else []
+        return parse_dep(dep.read_text(errors="replace"), kver, str(dep)) if dep.is_file() else []
 
     return deps_of

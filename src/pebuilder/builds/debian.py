@@ -1,0 +1,419 @@
+"""The Debian-based live system as a flat sequence of stages: the table of contents is `stages()`.
+
+The medium holds /boot (kernel, initramfs, boot loaders), /os/core.sqfs (the system), /ext
+(extensions + onboot.lst) and, on disks, /data (persistence). Work trees: `.pebuilder/base` (the
+base as packages give it), `system/` (the base customised: what core.sqfs is made of), `image/`
+(the medium, assembled from products). A change of boot codes or extensions never rebuilds
+core.sqfs: those stages do not read it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pebuilder import arch as archs
+from pebuilder.builds.common import Build, customisation_inputs, salt_secret
+from pebuilder.config import registry
+from pebuilder.config.model import Config, DiskOutput
+from pebuilder.customise import accounts, certificates, files, modules, ssh
+from pebuilder.customise.modules import KernelFiles
+from pebuilder.customise.profile import DEBIAN
+from pebuilder.debian import base, initramfs, kernel_pkg, lock, system_modules
+from pebuilder.engine.stages import Stage
+from pebuilder.errors import Exit, PebuilderError
+from pebuilder.formats import squashfs
+from pebuilder.fsroot import Budget, FsRoot, TreeMeta
+from pebuilder.fsutil import link_tree, rmtree, write_text_atomic
+from pebuilder.net.cache import DownloadCache
+
+log = logging.getLogger("pebuilder.debian")
+
+MARKER = "pebuilder: system is up"
+SYSLINUX = {"isolinux.bin": "/usr/lib/ISOLINUX/isolinux.bin", "ldlinux.c32": "/usr/lib/syslinux/modules/bios/ldlinux.c32"}
+
+
+@dataclass
+class Paths:
+    work: Path
+
+    state = property(lambda self: self.work / ".pebuilder")
+    lock = property(lambda self: self.state / "packages.lock.json")
+    base = property(lambda self: self.state / "base")
+    base_meta = property(lambda self: self.state / "base.meta.json")
+    kernel_json = property(lambda self: self.state / "kernel.json")
+    system = property(lambda self: self.work / "system")
+    system_meta = property(lambda self: self.state / "system.meta.json")
+    products = property(lambda self: self.state / "products")
+    core = property(lambda self: self.products / "core.sqfs")
+    initrd = property(lambda self: self.products / "initrd.gz")
+    ext = property(lambda self: self.products / "ext")
+    boot = property(lambda self: self.products / "boot")
+    esp = property(lambda self: self.products / "esp.img")
+    image = property(lambda self: self.work / "image")
+    scratch = property(lambda self: self.state / "tmp")
+
+
+class DebianLive(Build):
+    system = "debian"
+
+    def __init__(self, cfg: Config, refresh: bool = False):
+        super().__init__(cfg)
+        self.p = Paths(cfg.work.dir)
+        self.refresh = refresh
+        self._arch = archs.parse(cfg.base.arch) if cfg.base.arch else archs.host()
+        self.cache = DownloadCache(offline=cfg.extensions.offline)
+
+    # -- the sequence -----------------------------------------------------------------------------
+
+    def stages(self) -> list[Stage]:
+        return [
+            self.packages(),
+            self.base_tree(),
+            self.kernel(),
+            self.system_tree(),
+            self.system_kernel_modules(),
+            self.customise(),
+            self.core_sqfs(),
+            self.initramfs(),
+            self.extensions(),
+            self.boot_menus(),
+            self.efi_boot(),
+            self.medium(),
+            *([self.package_iso()] if self.cfg.output.iso else []),
+            *(self.disk_image(i, d) for i, d in enumerate(self.cfg.output.disk)),
+        ]
+
+    def arch(self) -> archs.Arch:
+        return self._arch
+
+    def trees(self) -> list[Path]:
+        return [*super().trees(), self.p.system]
+
+    def check_target(self) -> tuple[Path, str, str, str]:
+        a = self.arch()
+        if self.cfg.output.iso:
+            return self.cfg.output.iso.path, "bios" if a.bios else "uefi", "cdrom", MARKER
+        d = self.cfg.output.disk[0]
+        return d.path, "uefi" if d.firmware == "uefi" or not a.bios else "bios", "disk", MARKER
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def lockfile(self) -> lock.Lock:
+        return lock.Lock.load(self.p.lock)
+
+    def kernel_files(self) -> KernelFiles:
+        k = json.loads(self.p.kernel_json.read_text())
+        return KernelFiles(Path(k["vmlinuz"]), k["kver"], Path(k["root"]), k["source"])
+
+    def busybox(self) -> Path:
+        root = lock.unpacked(self.lockfile().one("boot", "busybox-static"), self.cache)
+        return root / "bin/busybox"
+
+    def grub_lib(self) -> Path | None:
+        """GRUB's modules for the target: the host's when it has them, else the target's package."""
+        a = self.arch()
+        if a.grub_efi and (Path("/usr/lib/grub") / a.grub_efi).is_dir():
+            return None
+        pinned = [p for p in self.lockfile().group("boot") if p.name == a.grub_efi_package]
+        return lock.unpacked(pinned[0], self.cache) / "usr/lib/grub" if pinned else None
+
+    def budget(self, what: str) -> Budget:
+        return Budget(max_bytes=self.cfg.work.extract_limit, what=what)
+
+    def base_packages(self) -> list[str]:
+        pkgs = list(self.cfg.base.packages)
+        if self.cfg.kernel.firmware:
+            pkgs.append("firmware-linux-free")
+        if self.cfg.ssh.enable and "openssh-server" not in pkgs:
+            pkgs.append("openssh-server")
+        return pkgs
+
+    def media_label(self, disk: DiskOutput | None = None) -> str:
+        if disk is not None:
+            return f"LABEL={disk.label}"
+        return f"LABEL={self.cfg.output.iso.volume_id}" if self.cfg.output.iso else "LABEL=PEBUILDER"
+
+    def cmdline(self, media: str) -> list[str]:
+        b = self.cfg.boot
+        codes = [f"pb.media={media}"]
+        if b.hostname:
+            codes.append(f"host={b.hostname}")
+        if b.serial and not any(c.startswith("console=") for c in b.codes):
+            codes += ["console=tty0", f"console={self.arch().console},115200"]
+        return codes + list(b.codes)
+
+    # -- stages -----------------------------------------------------------------------------------
+
+    def packages(self) -> Stage:
+        """Resolve and pin the package set (kept until the config's package set changes or --refresh)."""
+        b = self.cfg.base
+        a = self.arch()
+        kernel_meta = kernel_pkg.meta_name(a, self.cfg.kernel.package)
+
+        def action() -> str:
+            archive = lock.open_archive(b.suite, a, b.mirror, self.cache, self.cfg.extensions.offline)
+            boot = ["busybox-static"]
+            if a.grub_efi_package and not (Path("/usr/lib/grub") / (a.grub_efi or "")).is_dir():
+                boot.append(a.grub_efi_package)
+            groups = {"base": lock.resolve_groups(archive, {"base": self.base_packages()})["base"]
+                      if b.variant == "tiny" else [],
+                      "boot": [lock.Pinned.of(archive.package(n)) for n in boot]
+                      + [lock.Pinned.of(kernel_pkg.image_package(archive, kernel_meta))]}
+            lk = lock.Lock(b.suite, a.debian, [f"{s.uri} {s.suite}" for s in archive.sources], groups)
+            lk.save(self.p.lock)
+            kernel = groups["boot"][-1]
+            return f"{len(groups['base'])} base packages, kernel {kernel.name} {kernel.version}"
+
+        values = {"base": registry.to_data(b), "kernel": kernel_meta, "arch": a.name, "packages": self.base_packages(),
+                  "refresh": time.time() if self.refresh else None}
+        return Stage("packages", action, values=values, outputs=[self.p.lock])
+
+    def base_tree(self) -> Stage:
+        b = self.cfg.base
+
+        def action() -> str:
+            rmtree(self.p.base)
+            fs = FsRoot(self.p.base)
+            budget = self.budget(f"the {b.variant} base")
+            lk = self.lockfile()
+            if b.variant == "tiny":
+                base.skeleton(fs, self.arch())
+                debs = lock.fetch_all(lk.group("base"), self.cache)
+                n = base.unpack_debs(fs, debs, b.trim, budget)
+                links = base.install_busybox(fs, self.busybox(), only_missing=False)
+                users = base.package_users(fs, [p.name for p in lk.group("base")])
+                note = f"busybox ({links} applets) + {len(debs)} packages ({n} files)" + (
+                    f", users {' '.join(users)}" if users else "")
+            else:
+                self.p.scratch.mkdir(parents=True, exist_ok=True)
+                tarball = self.p.scratch / "minbase.tar"
+                sources = lock.sources_for(b.suite, b.mirror)
+                base.mmdebstrap_tar(tarball, b.suite, self.arch(), sources, ["busybox-static", *self.base_packages()],
+                                    b.trim)
+                base.unpack_tar(fs, tarball, budget)
+                tarball.unlink()
+                for d in ("os", "ext", "data"):
+                    fs.mkdir(d, 0o755, keep=True)
+                links = base.install_busybox(fs, self.busybox(), only_missing=True)
+                note = f"mmdebstrap minbase + {len(self.base_packages()) + 1} packages, {links} busybox links"
+            fs.meta.save(self.p.base_meta)
+            return note
+
+        return Stage("base", action, after=["packages"], values={"variant": b.variant, "trim": b.trim},
+                     outputs=[self.p.base, self.p.base_meta])
+
+    def kernel(self) -> Stage:
+        def action() -> str:
+            pinned = [p for p in self.lockfile().group("boot") if p.name.startswith("linux-image-")][0]
+            root = lock.unpacked(pinned, self.cache)
+            kf = kernel_pkg.files(root, pinned.deb_name)
+            write_text_atomic(self.p.kernel_json, json.dumps(
+                {"kver": kf.kver, "vmlinuz": str(kf.vmlinuz), "root": str(kf.root), "source": kf.source}))
+            return f"{pinned.name} {pinned.version}"
+
+        return Stage("kernel", action, after=["packages"], outputs=[self.p.kernel_json])
+
+    def system_tree(self) -> Stage:
+        def action() -> str:
+            rmtree(self.p.system)
+            link_tree(self.p.base, self.p.system)
+            TreeMeta.load(self.p.base_meta).save(self.p.system_meta)
+            return "from the base"
+
+        return Stage("system-tree", action, after=["base"], chain="system")
+
+    def system_fs(self) -> FsRoot:
+        return FsRoot(self.p.system, TreeMeta.load(self.p.system_meta))
+
+    def system_kernel_modules(self) -> Stage:
+        wanted = self.cfg.kernel.modules
+
+        def action() -> str:
+            kf = self.kernel_files()
+            fs = self.system_fs()
+            chosen = system_modules.select(kf, wanted)
+            modules.install(fs, kf, chosen)
+            fs.meta.save(self.p.system_meta)
+            return f"{len(chosen)} modules of {kf.kver}"
+
+        return Stage("system-modules", action, after=["kernel"], chain="system", values={"modules": wanted})
+
+    def customise(self) -> Stage:
+        c = self.cfg
+
+        def action() -> str:
+            fs = self.system_fs()
+            done = []
+            if c.users or c.accounts.lock_root:
+                done.append(accounts.apply(fs, c.users, c.accounts.lock_root, DEBIAN, salt_secret(c)))
+            if c.ssh.enable:
+                done.append(ssh.apply(fs, DEBIAN, c.ssh.config, c.ssh.host_keys))
+                base.enable_sshd(fs)
+            if c.certificates.bundle:
+                done.append(certificates.apply(fs, DEBIAN, c.certificates.bundle))
+            if c.files:
+                done.append(files.apply(fs, c.files))
+            release = f"pebuilder live ({c.base.variant}, Debian {c.base.suite}, {self.arch().debian})"
+            base.system_files(fs, base.inittab(self.arch().console, c.boot.serial_getty, c.boot.autologin),
+                              c.services.bootlocal, c.boot.hostname or "pebuilder", release)
+            fs.meta.save(self.p.system_meta)
+            return ", ".join(done) or "system files"
+
+        vals, in_files, in_trees = customisation_inputs(c)
+        return Stage("customise", action, chain="system", values=vals, files=in_files, trees=in_trees,
+                     outputs=[self.p.system, self.p.system_meta])
+
+    def core_sqfs(self) -> Stage:
+        def action() -> str:
+            size = squashfs.make(self.p.system, TreeMeta.load(self.p.system_meta), self.p.core, compression="xz",
+                                 bcj=self.arch().squashfs_bcj, scratch=self.p.scratch)
+            return f"{size} bytes"
+
+        return Stage("core-sqfs", action, after=["customise"], outputs=[self.p.core])
+
+    def initramfs(self) -> Stage:
+        i = self.cfg.initrd
+        data_label = self.cfg.output.disk[0].data_label if self.cfg.output.disk else "PBDATA"
+
+        def action() -> str:
+            r = initramfs.build(self.p.initrd, self.busybox(), self.kernel_files(), self.p.scratch / "initramfs",
+                                self.media_label(), data_label, i.compression or "xz", i.level)
+            return f"{r['modules']} modules, {r['bytes']} bytes"
+
+        return Stage("initramfs", action, after=["packages", "kernel"],
+                     values={"c": i.compression, "l": i.level, "media": self.media_label(), "data": data_label},
+                     outputs=[self.p.initrd])
+
+    def extensions(self) -> Stage:
+        from pebuilder.debian import live_ext
+
+        ext = self.cfg.extensions
+
+        def action() -> str:
+            return live_ext.write_folder(self.p.ext, ext.dirs, ext.onboot, ext.ondemand)
+
+        return Stage("extensions", action, files=lambda: live_ext.local_files(ext.dirs, ext.onboot, ext.ondemand),
+                     values={"onboot": ext.onboot, "ondemand": ext.ondemand}, outputs=[self.p.ext])
+
+    def entry(self, media: str) -> Any:
+        from pebuilder.outputs.bootmenu import BootEntry
+
+        timeout = self.cfg.boot.timeout if self.cfg.boot.timeout is not None else 3
+        return BootEntry(title="pebuilder live", kernel="/boot/vmlinuz", initrds=["/boot/initrd.gz"],
+                         cmdline=self.cmdline(media), timeout=timeout, serial=self.cfg.boot.serial)
+
+    def boot_menus(self) -> Stage:
+        from pebuilder.outputs import iso as iso_out
+        from pebuilder.outputs.bootmenu import isolinux_cfg
+
+        def action() -> str:
+            rmtree(self.p.boot)
+            out = FsRoot(self.p.boot)
+            entry = self.entry(self.media_label())
+            marker = entry.marker_name(self.media_label())
+            iso_out.write_grub_files(self.p.boot, entry, marker)
+            if self.arch().bios:
+                out.write("boot/isolinux/isolinux.cfg", isolinux_cfg(entry), 0o644)
+                for name, src in SYSLINUX.items():
+                    out.copy_from(Path(src), f"boot/isolinux/{name}", 0o644)
+            write_text_atomic(self.p.products / "entry.json", json.dumps({"marker": marker, **entry.__dict__}))
+            return " ".join(entry.cmdline)
+
+        return Stage("boot-menus", action, values=lambda: {"cmd": self.cmdline(self.media_label()),
+                                                           "t": self.cfg.boot.timeout, "s": self.cfg.boot.serial},
+                     outputs=[self.p.boot])
+
+    def efi_boot(self) -> Stage:
+        from pebuilder.outputs import iso as iso_out
+
+        wanted = bool(self.cfg.output.iso and self.cfg.output.iso.uefi)
+
+        def action() -> str:
+            if not wanted:
+                self.p.esp.unlink(missing_ok=True)
+                return "UEFI not asked for"
+            marker = json.loads((self.p.products / "entry.json").read_text())["marker"]
+            self.p.scratch.mkdir(parents=True, exist_ok=True)
+            iso_out.build_esp(self.p.esp, self.arch(), marker, self.p.scratch, self.grub_lib())
+            return f"GRUB {self.arch().grub_efi}"
+
+        return Stage("efi-boot", action, after=["packages", "boot-menus"], values={"uefi": wanted})
+
+    def medium(self) -> Stage:
+        def action() -> str:
+            rmtree(self.p.image)
+            m = FsRoot(self.p.image)
+            kf = self.kernel_files()
+            m.copy_from(kf.vmlinuz, "boot/vmlinuz", 0o644)
+            m.copy_from(self.p.initrd, "boot/initrd.gz", 0o644)
+            m.copy_from(self.p.core, "os/core.sqfs", 0o644)
+            for src in sorted(p for p in self.p.boot.rglob("*") if p.is_file()):
+                m.copy_from(src, src.relative_to(self.p.boot).as_posix(), 0o644)
+            m.mkdir("ext", 0o755)
+            for src in sorted(p for p in self.p.ext.rglob("*") if p.is_file()):
+                m.copy_from(src, "ext/" + src.relative_to(self.p.ext).as_posix(), 0o644)
+            return "boot, os, ext"
+
+        return Stage("medium", action, after=["kernel", "initramfs", "core-sqfs", "extensions", "boot-menus"],
+                     outputs=[self.p.image])
+
+    def package_iso(self) -> Stage:
+        from pebuilder.outputs import iso as iso_out
+
+        spec = self.cfg.output.iso
+        assert spec is not None
+
+        def action() -> str:
+            esp = self.p.esp if self.p.esp.exists() else None
+            bios = "boot/isolinux/isolinux.bin" if self.arch().bios else None
+            if bios is None and esp is None:
+                raise PebuilderError(f"{self.arch()} boots only through UEFI: keep [output.iso] uefi = true",
+                                     Exit.CONFIG_INVALID)
+            iso_out.package(self.p.image, spec.path, isolinux_bin=bios, esp=esp, volume_id=spec.volume_id)
+            return str(spec.path)
+
+        return Stage("package-iso", action, after=["medium", "efi-boot"], values=registry.to_data(spec),
+                     outputs=[spec.path])
+
+    def disk_image(self, index: int, spec: DiskOutput) -> Stage:
+        from pebuilder.outputs import disk
+
+        def action() -> str:
+            work = self.p.scratch / f"disk{index}"
+            staging = work / "root"
+            rmtree(work)
+            link_tree(self.p.image, staging, skip={"boot/isolinux", "boot/grub"})
+            (staging / "data").mkdir(exist_ok=True)
+            media = self.media_label(spec)
+            entry = self.entry(media)
+            if spec.data_size:
+                entry.cmdline.append(f"pb.data=LABEL={spec.data_label}")
+            dspec = disk.DiskSpec(spec.path, spec.size, spec.table, spec.firmware, spec.filesystem, spec.label,
+                                  spec.format, spec.data_size, spec.data_label)
+            plan = disk.write(dspec, staging, entry, work, seed=f"{spec.path.name}|{spec.label}", arch=self.arch(),
+                              grub_lib=self.grub_lib())
+            rmtree(work)
+            return f"{spec.table}/{spec.firmware} {spec.format}, root at sector {plan.root.start}: {media}"
+
+        return Stage(f"disk-{spec.path.name}", action, after=["medium", "packages"],
+                     values={**registry.to_data(spec), "cmd": self.cmdline(self.media_label(spec)),
+                             "t": self.cfg.boot.timeout}, outputs=[spec.path])
+
+
+def default_config(out: Path, overrides: list[tuple[str, Any, bool]] | None = None) -> Config:
+    """`pebuilder build` with no config: the tiny live system as a hybrid ISO, on the serial console."""
+    data: dict[str, Any] = {
+        "system": "debian",
+        "base": {"variant": "tiny"},
+        "work": {"dir": str(out / "work")},
+        "boot": {"serial": True, "timeout": 1},
+        "output": {"iso": {"path": str(out / "pebuilder-default.iso")}},
+    }
+    for dotted, value, append in overrides or []:
+        registry.set_path(data, dotted, value, append)
+    return registry.parse(data, None, out)

@@ -1,0 +1,212 @@
+"""The Debian live system's base tree, built without root.
+
+`tiny`: busybox as init, shell and tools, plus the files of the requested packages and the
+libraries they need, unpacked from .debs (no dpkg, no maintainer scripts) onto a merged-/usr
+skeleton. `minbase`: `mmdebstrap --mode=unshare --variant=minbase` (user namespaces: works as root
+and, with subuid ranges, as a normal user), with dpkg's status intact, unpacked from its tar.
+Either way the tree lives on the builder's disk with its owners and modes in TreeMeta.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from pebuilder.arch import Arch
+from pebuilder.debian import trim as trims
+from pebuilder.debian.sources import Source
+from pebuilder.errors import Exit, PebuilderError
+from pebuilder.formats import deb, tar
+from pebuilder.fsroot import Budget, FsRoot
+from pebuilder.fsutil import build_time
+from pebuilder.runner import run, which
+
+LIVE = Path(__file__).resolve().parent / "live"
+
+DIRS = {"usr": 0o755, "usr/bin": 0o755, "usr/sbin": 0o755, "usr/lib": 0o755, "etc": 0o755, "etc/init.d": 0o755,
+        "etc/pebuilder": 0o755, "root": 0o700, "home": 0o755, "tmp": 0o1777, "var": 0o755, "var/log": 0o755,
+        "var/tmp": 0o1777, "var/lib": 0o755, "run": 0o755, "proc": 0o555, "sys": 0o555, "dev": 0o755,
+        "mnt": 0o755, "media": 0o755, "opt": 0o755, "os": 0o755, "ext": 0o755, "data": 0o755,
+        "usr/share": 0o755, "usr/share/udhcpc": 0o755, "usr/local": 0o755, "usr/local/bin": 0o755,
+        "usr/local/tce.installed": 0o775}
+MERGED = {"bin": "usr/bin", "sbin": "usr/sbin", "lib": "usr/lib"}
+
+PASSWD = """root:x:0:0:root:/root:/bin/sh
+daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin
+bin:x:2:2:bin:/bin:/usr/sbin/nologin
+sys:x:3:3:sys:/dev:/usr/sbin/nologin
+nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin
+"""
+GROUP = """root:x:0:
+daemon:x:1:
+bin:x:2:
+sys:x:3:
+adm:x:4:
+tty:x:5:
+disk:x:6:
+wheel:x:10:
+shadow:x:42:
+utmp:x:43:
+staff:x:50:
+users:x:100:
+nogroup:x:65534:
+"""
+# Users that packages' maintainer scripts would create (tiny runs no maintainer scripts).
+PACKAGE_USERS = {
+    "openssh-server": ("sshd", 101, 65534, "/run/sshd", "/usr/sbin/nologin"),
+    "dropbear-bin": ("dropbear", 102, 65534, "/nonexistent", "/usr/sbin/nologin"),
+    "chrony": ("_chrony", 103, 65534, "/var/lib/chrony", "/usr/sbin/nologin"),
+}
+# Applets every system needs, linked even when the applet list cannot be read from a binary.
+ESSENTIAL = ["/bin/sh", "/sbin/init", "/sbin/getty", "/bin/login", "/bin/mount", "/bin/umount", "/sbin/switch_root",
+             "/sbin/modprobe", "/sbin/insmod", "/sbin/ifconfig", "/sbin/route", "/sbin/udhcpc", "/bin/hostname",
+             "/bin/mountpoint", "/bin/sed", "/bin/cat", "/bin/ls", "/bin/mkdir", "/bin/chmod", "/bin/sleep",
+             "/bin/echo", "/bin/rm", "/bin/mv", "/bin/cp", "/sbin/reboot", "/sbin/poweroff", "/sbin/halt",
+             "/sbin/mdev", "/bin/cttyhack", "/bin/setsid", "/bin/grep"]
+
+
+def skeleton(fs: FsRoot, arch: Arch) -> None:
+    """A merged-/usr root, as Debian bookworm lays it out, with pebuilder's /os, /ext and /data."""
+    fs.mkdir(".", 0o755)
+    for rel, mode in DIRS.items():
+        fs.mkdir(rel, mode, 0, 50 if rel == "usr/local/tce.installed" else 0)
+    links = dict(MERGED)
+    if arch.name == "x86_64":
+        fs.mkdir("usr/lib64", 0o755)
+        links["lib64"] = "usr/lib64"
+    for link, target in links.items():
+        fs.symlink(link, target)
+    fs.symlink("var/run", "/run")
+    fs.write("etc/passwd", PASSWD, 0o644)
+    fs.write("etc/group", GROUP, 0o644)
+    days = build_time() // 86400
+    fs.write("etc/shadow", "".join(f"{ln.split(':')[0]}:*:{days}:0:99999:7:::\n" for ln in PASSWD.splitlines()),
+             0o640, 0, 42)
+    fs.write("etc/shells", "/bin/sh\n/bin/ash\n", 0o644)
+    fs.write("etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n", 0o644)
+    fs.write("etc/nsswitch.conf", "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n"
+             "networks: files\nprotocols: files\nservices: files\n", 0o644)
+    fs.write("etc/fstab", "# the live system's mounts are made by its initramfs\n", 0o644)
+    fs.write("etc/profile", 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\nexport PATH\n'
+             'PS1=\'\\u@\\h:\\w\\$ \'\n', 0o644)
+
+
+def package_users(fs: FsRoot, packages: list[str]) -> list[str]:
+    """Accounts that the packages' maintainer scripts would have made."""
+    made = []
+    passwd = fs.read_lines("etc/passwd")
+    names = {ln.split(":")[0] for ln in passwd}
+    for pkg in packages:
+        if pkg in PACKAGE_USERS and PACKAGE_USERS[pkg][0] not in names:
+            name, uid, gid, home, shell = PACKAGE_USERS[pkg]
+            passwd.append(f"{name}:x:{uid}:{gid}::{home}:{shell}")
+            shadow = fs.read_lines("etc/shadow") + [f"{name}:!:{build_time() // 86400}::::::"]
+            fs.write_keeping_owner("etc/shadow", "\n".join(shadow) + "\n", (0o640, 0, 42))
+            made.append(name)
+    if made:
+        fs.write_keeping_owner("etc/passwd", "\n".join(passwd) + "\n", (0o644, 0, 0))
+    return made
+
+
+def unpack_debs(fs: FsRoot, debs: list[Path], trim: bool, budget: Budget) -> int:
+    exclude = trims.TRIM if trim else None
+    count = 0
+    for d in debs:
+        count += len(deb.extract(d, fs, budget, exclude))
+    return count
+
+
+def applets(busybox: Path) -> list[str]:
+    """Full paths of busybox's applets: asked of the binary when this machine can run it, else of the
+    host's busybox (Debian builds every architecture's busybox-static from one config)."""
+    for cand in (str(busybox), which("busybox")):
+        if not cand:
+            continue
+        try:
+            out = subprocess.run([cand, "--list-full"], capture_output=True, timeout=10, check=True).stdout
+            return sorted({"/" + a.strip("/") for a in out.decode().split()})
+        except (OSError, subprocess.SubprocessError):
+            continue
+    return ESSENTIAL
+
+
+def install_busybox(fs: FsRoot, busybox: Path, only_missing: bool) -> int:
+    """busybox at /bin/busybox and a link per applet (`only_missing`: never over a real program)."""
+    if not fs.is_file("bin/busybox"):
+        fs.copy_from(busybox, "bin/busybox", 0o755)
+    names = applets(busybox)
+    count = 0
+    for full in names:
+        rel = full.lstrip("/")
+        if rel == "bin/busybox" or (only_missing and fs.exists(rel)):
+            continue
+        if fs.exists(rel) and not fs.path(rel, follow_last=False).is_symlink():
+            continue
+        fs.symlink(rel, "/bin/busybox")
+        count += 1
+    if names is ESSENTIAL:
+        fs.write("etc/pebuilder/busybox-install", "the applet list was not readable at build time\n", 0o644)
+    return count
+
+
+def system_files(fs: FsRoot, inittab: str, rc_local: list[str], hostname: str, release: str) -> None:
+    """What turns a base into the live system: init's table and scripts, DHCP, identity."""
+    fs.write("etc/inittab", inittab, 0o644)
+    for name, rel in (("rcS", "etc/init.d/rcS"), ("rcK", "etc/init.d/rcK"),
+                      ("udhcpc.script", "usr/share/udhcpc/default.script")):
+        fs.copy_from(LIVE / name, rel, 0o755)
+    fs.write("etc/hostname", hostname + "\n", 0o644)
+    fs.write("etc/pebuilder/release", release + "\n", 0o644)
+    if not fs.is_file("etc/os-release") and not fs.is_file("usr/lib/os-release"):
+        fs.write("etc/os-release", f'PRETTY_NAME="{release}"\nNAME="pebuilder live"\nID=debian\n', 0o644)
+    if rc_local:
+        fs.write("etc/rc.local", "#!/bin/sh\n# [services] bootlocal from the config, run at the end of boot\n"
+                 + "".join(f"{ln}\n" for ln in rc_local), 0o755)
+    elif fs.exists("etc/rc.local"):
+        fs.remove("etc/rc.local")
+    if not fs.exists("sbin/init"):
+        fs.symlink("sbin/init", "/bin/busybox")
+
+
+def enable_sshd(fs: FsRoot) -> None:
+    fs.copy_from(LIVE / "sshd", "etc/init.d/S50sshd", 0o755)
+
+
+def inittab(console: str, serial_getty: bool, autologin: bool) -> str:
+    lines = ["# busybox init: pebuilder live system", "::sysinit:/etc/init.d/rcS"]
+    if serial_getty:
+        lines.append(f"{console}::respawn:/sbin/getty -L 115200 {console} vt100")
+    if autologin and not serial_getty:
+        lines.append("::askfirst:-/bin/sh")
+    lines += ["::ctrlaltdel:/sbin/reboot", "::shutdown:/etc/init.d/rcK", "::shutdown:/bin/umount -a -r", ""]
+    return "\n".join(lines)
+
+
+# -- minbase ------------------------------------------------------------------------------------------
+
+def mmdebstrap_tar(out: Path, suite: str, arch: Arch, sources: list[Source], packages: list[str],
+                   trim: bool) -> None:
+    """mmdebstrap --mode=unshare: a real dpkg-managed minbase, no root needed, into a tar."""
+    if which("mmdebstrap") is None:
+        raise PebuilderError("variant = \"minbase\" needs mmdebstrap; install it with: apt-get install mmdebstrap "
+                             "uidmap", Exit.TOOL_MISSING)
+    args: list[str | os.PathLike[str]] = ["mmdebstrap", "--mode=unshare", "--variant=minbase", "--format=tar",
+                                          f"--architectures={arch.debian}", "--quiet"]
+    if packages:
+        args.append("--include=" + ",".join(packages))
+    if trim:
+        for pattern in ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*", "/usr/share/locale/*",
+                        "/usr/share/lintian/*", "/usr/share/i18n/*"):
+            args.append(f"--dpkgopt=path-exclude={pattern}")
+        args += ["--dpkgopt=path-include=/usr/share/doc/*/copyright",
+                 "--dpkgopt=path-include=/usr/share/locale/locale.alias"]
+    args += [suite, out]
+    args += [f"deb {s.uri} {s.suite} {' '.join(s.components)}" for s in sources]
+    run(args, what=f"building a {arch.debian} minbase with mmdebstrap", code=Exit.TOOL_FAILED)
+
+
+def unpack_tar(fs: FsRoot, tarball: Path, budget: Budget) -> None:
+    with open(tarball, "rb") as f:
+        tar.extract_into(f, fs, budget, None, what=tarball.name)
+

@@ -1,0 +1,48 @@
+"""The live system's /ext folder: extensions (squashfs + .dep + .md5.txt) and onboot.lst.
+
+Names resolve in the configured folders; each onboot or ondemand extension comes with its .dep
+closure, so the initramfs (and tce-load) find every dependency on the medium.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pebuilder.formats.tcz import ExtensionMissing, local_deps, locate, md5_text, resolve, tcz_name, verify_md5
+from pebuilder.fsroot import FsRoot
+from pebuilder.fsutil import rmtree
+
+
+def _closure(dirs: list[Path], names: list[str]) -> list[str]:
+    res = resolve([tcz_name(n) for n in names], local_deps(dirs, None))
+    if res.missing:
+        name, chain = next(iter(res.missing.items()))
+        where = ", ".join(map(str, dirs)) or "no folders ([extensions] dirs is empty)"
+        raise ExtensionMissing(f"extension {name} (asked for by {' -> '.join(chain[:-1]) or 'the config'}) "
+                               f"is not in {where}")
+    return res.order
+
+
+def local_files(dirs: list[Path], onboot: list[str], ondemand: list[str]) -> list[Path]:
+    out = []
+    for name in _closure(dirs, [*onboot, *ondemand]):
+        tcz = locate(name, dirs)
+        out += [p for p in (tcz, tcz.with_name(tcz.name + ".dep")) if p.is_file()]
+    return out
+
+
+def write_folder(folder: Path, dirs: list[Path], onboot: list[str], ondemand: list[str]) -> str:
+    rmtree(folder)
+    fs = FsRoot(folder)
+    fs.mkdir(".", 0o755)
+    names = _closure(dirs, [*onboot, *ondemand])
+    for name in names:
+        tcz = locate(name, dirs)
+        verify_md5(tcz)
+        fs.copy_from(tcz, name, 0o644)
+        dep = tcz.with_name(name + ".dep")
+        if dep.is_file():
+            fs.copy_from(dep, name + ".dep", 0o644)
+        fs.write(name + ".md5.txt", md5_text(tcz), 0o644)
+    fs.write("onboot.lst", "".join(f"{tcz_name(n)}\n" for n in onboot), 0o644)
+    return f"{len(names)} extensions, {len(onboot)} on boot"

@@ -1,0 +1,55 @@
+"""What a small live system leaves out of Debian packages: documentation and translations.
+
+The same list as the `path-exclude` options Debian suggests for minimal systems (and that the
+recipes pass to mmdebstrap), as a predicate on a member's relative path (no leading '/' or './').
+It drops man and info pages, docs, lintian overrides, message catalogs and locale sources, and
+locale data other than C.UTF-8 (which glibc needs for the C.UTF-8 locale the system uses).
+
+`usr/share/doc/<package>/copyright` is kept by `TRIM`: an image that is handed to others is a
+binary distribution, and many licenses (BSD, MIT, the GPL's notices) ask that their text travel
+with the binaries; all of them together are a few hundred KB compressed. `TRIM_ALL` drops them too,
+for images that stay in-house.
+"""
+
+from __future__ import annotations
+
+DROPPED = (
+    "usr/share/man/", "usr/share/info/", "usr/share/lintian/", "usr/share/linda/", "usr/share/doc-base/",
+    "usr/share/gtk-doc/", "usr/share/help/", "usr/share/i18n/", "usr/share/bug/", "usr/share/reportbug/",
+)
+DOC = "usr/share/doc/"
+LOCALE = "usr/share/locale/"
+LOCALE_KEEP = frozenset({"usr/share/locale/locale.alias"})
+LOCALE_DATA = "usr/lib/locale/"
+C_LOCALES = frozenset({"C.utf8", "C.UTF-8"})
+
+
+def trim(relpath: str, keep_copyright: bool = True) -> bool:
+    """True when `relpath` is documentation or translation a minimal system does without.
+
+    Folders named by the prefixes themselves (usr/share/man, …) stay, empty, so that packages and
+    scripts that expect them still find them; everything beneath goes.
+    """
+    p = relpath.lstrip("/")
+    if p.startswith("./"):
+        p = p[2:]
+    if p.startswith(DOC):
+        rest = p[len(DOC):].split("/")
+        if len(rest) == 1:
+            return False  # the package's own doc folder (or its symlink to another package's)
+        return not (keep_copyright and len(rest) == 2 and rest[1] == "copyright")
+    if p.startswith(LOCALE):
+        return p not in LOCALE_KEEP
+    if p.startswith(LOCALE_DATA):
+        return p[len(LOCALE_DATA):].split("/", 1)[0] not in C_LOCALES
+    return p.startswith(DROPPED)
+
+
+def TRIM(relpath: str) -> bool:
+    """Drop docs, man/info pages, translations and non-C locales; keep copyright files."""
+    return trim(relpath, keep_copyright=True)
+
+
+def TRIM_ALL(relpath: str) -> bool:
+    """As TRIM, and drop copyright files too (images that are not redistributed)."""
+    return trim(relpath, keep_copyright=False)
