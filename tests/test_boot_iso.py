@@ -7,7 +7,7 @@ import secrets
 import pytest
 from conftest import EXT_MARKER, TCZ, needs_fixtures, pebuilder, seed_style_setup
 
-pytestmark = [needs_fixtures, pytest.mark.boot]
+pytestmark = pytest.mark.boot
 
 HOST = "pb" + secrets.token_hex(4)
 
@@ -20,16 +20,20 @@ def remastered(tmp_path_factory, template_iso):
     return base / "work/ezremaster.iso"
 
 
-@pytest.mark.parametrize("firmware,media", [("bios", "cdrom"), ("bios", "disk"), ("uefi", "cdrom")])
+@needs_fixtures
+@pytest.mark.parametrize("firmware,media", [("bios", "cdrom"), ("bios", "disk"), ("uefi", "cdrom"), ("uefi", "disk")])
 def test_remastered_iso_boots(remastered, firmware, media, tmp_path):
     log = tmp_path / "serial.log"
     proc = pebuilder("boot", remastered, "--firmware", firmware, "--as", media,
                      "--expect", f"Setting hostname to {HOST}", "--expect", EXT_MARKER,
                      "--timeout", "170", "--log", log, check=False)
     assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
-    assert f"Setting hostname to {HOST}" in proc.stdout and EXT_MARKER in proc.stdout
-    # the time each text appeared is printed
-    assert proc.stdout.strip().splitlines()[0].split()[1] == "s"
+    lines = proc.stdout.strip().splitlines()
+    # each expected text is printed with the time it appeared, then a summary
+    seen = {ln.split(" s  ", 1)[1] for ln in lines[:-1]}
+    assert seen == {f"Setting hostname to {HOST}", EXT_MARKER}
+    assert all(float(ln.split()[0]) > 0 for ln in lines[:-1])
+    assert lines[-1].startswith("booted: all 2 expected texts seen in ")
     assert EXT_MARKER in log.read_text(errors="replace")
 
 
@@ -39,4 +43,5 @@ def test_boot_failure_reports_tail_and_exit_code(tmp_path):
     proc = pebuilder("boot", blank, "--as", "disk", "--expect", "never printed", "--timeout", "8", check=False)
     assert proc.returncode == 36
     assert "boot check failed (timed out after 8 s)" in proc.stderr and "'never printed'" in proc.stderr
+    assert proc.stdout == ""
     assert "Traceback" not in proc.stderr

@@ -16,6 +16,7 @@ import pytest
 from conftest import ROOT, pebuilder, ssh_public_key
 
 from pebuilder.config import registry, toml
+from pebuilder.config.registry import all_keys
 from pebuilder.errors import Exit
 
 HASH = "$6$pbsalt01$" + "A" * 86
@@ -104,9 +105,9 @@ VARIANTS = {"local-kernel": {"kernel.package"}, "package-kernel": {"kernel.vmlin
 def every_key_data(leave_out: set[str]) -> dict[str, Any]:
     """TOML-shaped data with every registered key (but `leave_out`), from the registry's own list."""
     data: dict[str, Any] = {}
-    missing = [k.path for k in registry.keys() if k.path not in VALUES]
+    missing = [k.path for k in all_keys() if k.path not in VALUES]
     assert not missing, f"registry keys without a test value in VALUES: {missing}; add one"
-    for k in registry.keys():
+    for k in all_keys():
         if k.path in leave_out:
             continue
         value = VALUES[k.path]
@@ -161,7 +162,7 @@ def test_every_key_round_trips_through_config_show(tmp_path, variant):
     original.write_text(toml_text(every_key_data(VARIANTS[variant])))
     cfg = toml.load(original)
     # every key was read: all but the ones given their default value come back out of the model
-    expected = {k.path for k in registry.keys()} - VARIANTS[variant] - {"base.distro"}
+    expected = {k.path for k in all_keys()} - VARIANTS[variant] - {"base.distro"}
     assert key_paths(registry.to_data(cfg)) == expected
     assert cfg.boot.timeout == 2.5 and cfg.users[1].password_file == tmp_path / "bob.pw"
     assert cfg.output.disk[0].size == 2 << 30 and cfg.files[0].mode == 0o600
@@ -187,8 +188,8 @@ def test_config_keys_lists_every_key():
     text = pebuilder("config", "keys").stdout
     rows = [ln for ln in text.splitlines() if ln.startswith("| `")]
     listed = [re.match(r"\| `([^`]+)`", ln).group(1) for ln in rows]
-    assert listed == [k.path for k in registry.keys()]
-    for k in registry.keys():
+    assert listed == [k.path for k in all_keys()]
+    for k in all_keys():
         if k.cli:
             assert f"(`{k.cli}`)" in rows[listed.index(k.path)]
     as_json = json.loads(pebuilder("config", "keys", "--format", "json").stdout)

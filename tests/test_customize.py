@@ -7,13 +7,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ROOTFS, TCZ, needs_fixtures, pebuilder
+from conftest import ROOTFS, TCZ, needs_fixtures, network_unavailable, pebuilder, ssh_public_key
 
+from pebuilder.errors import Exit
 from pebuilder.formats import cpio, iso
 
-pytestmark = needs_fixtures
 PASSWORD = "correct horse 42"
-KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPebuilderTestKeyOnlyForTests alice@test"
+KEY = ssh_public_key("alice@test")
 
 
 def _config(base: Path, template: Path, extra: str = "", kernel: bool = False) -> Path:
@@ -32,7 +32,7 @@ dir = "work"
 dirs = ["{TCZ}"]
 onboot = ["kmaps"]
 mirrors = ["http://127.0.0.1:9/tc/"]
-{'[kernel]' + chr(10) + 'debian = "linux-image-cloud-amd64"' if kernel else ''}
+{'[kernel]' + chr(10) + 'package = "linux-image-cloud-amd64"' if kernel else ''}
 [boot]
 codes = ["console=ttyS0"]
 hostname = "pbcustom"
@@ -87,6 +87,7 @@ def member(initrd: Path, name: str) -> str:
     return data.decode()
 
 
+@needs_fixtures
 def test_accounts(built):
     base, initrd, entries = built
     shadow = member(initrd, "etc/shadow").splitlines()
@@ -104,7 +105,7 @@ def test_accounts(built):
     assert "alice:x:1100:50:alice:/home/alice:/bin/sh" in member(initrd, "etc/passwd").splitlines()
     staff = [ln for ln in member(initrd, "etc/group").splitlines() if ln.startswith("staff:")][0]
     assert "alice" in staff.split(":")[3].split(",")
-    assert "alice\tALL=NOPASSWD: ALL" in member(initrd, "etc/sudoers")
+    assert "alice\tALL=(ALL) NOPASSWD: ALL" in member(initrd, "etc/sudoers").splitlines()
     sh = entries["etc/shadow"]
     assert (sh.uid, sh.gid, stat.S_IMODE(sh.mode)) == (0, 50, 0o660)  # the template's owner and mode kept
     assert "ttyS0::respawn:/sbin/getty -L 115200 ttyS0 vt100" in member(initrd, "etc/inittab")
@@ -113,6 +114,7 @@ def test_accounts(built):
     assert text.count("noautologin") == 1 and text.count("host=pbcustom") == 1
 
 
+@needs_fixtures
 def test_ssh_files(built):
     _, initrd, entries = built
     ak = entries["home/alice/.ssh/authorized_keys"]
@@ -127,6 +129,7 @@ def test_ssh_files(built):
     assert bootlocal.count("echo PEBUILDER-BOOTLOCAL") == 1
 
 
+@needs_fixtures
 def test_supplied_host_keys(tmp_path, template_iso):
     keys = tmp_path / "keys"
     keys.mkdir()
@@ -142,6 +145,7 @@ def test_supplied_host_keys(tmp_path, template_iso):
     assert (key.uid, stat.S_IMODE(key.mode)) == (0, 0o600) and stat.S_IMODE(pub.mode) == 0o644
 
 
+@needs_fixtures
 def test_certificates_mirror_services_files(built):
     base, initrd, entries = built
     for path in ("usr/local/etc/ssl/certs/ca-certificates.crt", "etc/ssl/certs/ca-certificates.crt"):
@@ -156,18 +160,37 @@ def test_certificates_mirror_services_files(built):
     assert member(initrd, "etc/sysconfig/Xserver") == "Xorg\n"
 
 
-@pytest.mark.parametrize("old,new,message", [
-    ('password_file = "pw.txt"', 'password = "plain"', "plain-text passwords are not accepted"),
-    ('groups = ["staff"]', 'groups = ["wheel"]', "group 'wheel' does not exist in the image's /etc/group"),
+@needs_fixtures
+@pytest.mark.boot
+def test_build_check_boots_the_customised_iso(built):
+    """`build --check`: a no-op rebuild, then the ISO boots under QEMU to tc-config's host name line."""
+    base, _, _ = built
+    proc = pebuilder("build", base / "pebuilder.toml", "--offline", "--check", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"boot check: {base / 'out.iso'} (x86_64, bios, as cdrom) ..." in proc.stdout
+    assert "Setting hostname to" in proc.stdout and "boot check passed in " in proc.stdout
+    assert "skipped (unchanged)" in proc.stderr and "✓" not in proc.stderr
+
+
+@needs_fixtures
+@pytest.mark.parametrize("old,new,message,code", [
+    ('password_file = "pw.txt"', 'password = "plain"', "users[0].password: unknown key", Exit.CONFIG_INVALID),
+    ('password_file = "pw.txt"', 'password_file = "nope.txt"', "users.alice: cannot read password_file",
+     Exit.CONFIG_INVALID),
+    ('groups = ["staff"]', 'groups = ["wheel"]', "group 'wheel' does not exist in the image's /etc/group",
+     Exit.CONFIG_INVALID),
+    ('name = "alice"', 'name = "tc"', "users[0].name: 'tc' already exists in the image", Exit.CONFIG_INVALID),
     ('hostname = "pbcustom"', 'hostname = "pbcustom"\nmodules = ["no_such_module"]',
-     "boot.modules: 'no_such_module' is in no module tree of the image"),
-    ("uid = 1100", "uid = 0", r"users[0].uid: give a uid from 1 to 65533"),
+     "boot.modules: 'no_such_module' is in no module tree of the image", Exit.KERNEL),
+    ("uid = 1100", "uid = 0", "users[0].uid: 0 is out of range; give a number from 1 to 65533", Exit.CONFIG_INVALID),
+    ('bundle = "ca.pem"', 'bundle = "motd"', "certificates.bundle: ", Exit.CONFIG_INVALID),
 ])
-def test_bad_customisation_is_a_clear_error(tmp_path, template_iso, old, new, message):
+def test_bad_customisation_is_a_clear_error(tmp_path, template_iso, old, new, message, code):
     cfg = _config(tmp_path, template_iso)
     cfg.write_text(cfg.read_text().replace(old, new))
     proc = pebuilder("build", cfg, "--offline", check=False)
-    assert proc.returncode != 0 and message in proc.stderr, proc.stderr
+    assert proc.returncode == code, proc.stderr
+    assert message in proc.stderr.splitlines()[-1] and proc.stderr.splitlines()[-1].startswith("pebuilder: error:")
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "out.iso").exists()
 
@@ -185,15 +208,15 @@ def debian_kernel_build(tmp_path_factory, template_iso):
         '> /dev/console", "[ -e /usr/share/kmap/azerty/fr.kmap ] && echo KMAP-FILES-REACHABLE > /dev/console", '
         '"echo TCEDIR=$(readlink /etc/sysconfig/tcedir) > /dev/console"]').replace(
         'hostname = "pbcustom"', 'hostname = "pbcustom"\nmodules = ["virtio_blk"]'))
-    proc = pebuilder("build", cfg, "--offline", "--json", check=False)
-    if proc.returncode == 38:
-        pytest.skip(f"Debian's kernel package cannot be fetched here: {proc.stderr[-300:]}")
-    if "offline" in proc.stderr and proc.returncode:
-        proc = pebuilder("build", cfg, "--json")
+    proc = pebuilder("build", cfg, "--offline", "--json", check=False)  # --offline: Tiny Core mirrors only
+    if proc.returncode == Exit.DOWNLOAD:
+        network_unavailable(f"Debian's kernel package cannot be fetched here: {proc.stderr[-300:]}")
     assert proc.returncode == 0, proc.stderr
     return base
 
 
+@needs_fixtures
+@pytest.mark.network
 def test_debian_kernel_files(debian_kernel_build):
     base = debian_kernel_build
     initrd = iso.extract_files(base / "out.iso", ["boot/corepure64.gz"], base / "g")["boot/corepure64.gz"]
@@ -205,6 +228,8 @@ def test_debian_kernel_files(debian_kernel_build):
     assert "virtio_blk" in cpio.read_member(initrd, "etc/init.d/pebuilder-modules").decode()
 
 
+@needs_fixtures
+@pytest.mark.network
 @pytest.mark.boot
 def test_debian_kernel_iso_loads_cde_and_serial_login(debian_kernel_build, tmp_path):
     base = debian_kernel_build
@@ -218,6 +243,8 @@ def test_debian_kernel_iso_loads_cde_and_serial_login(debian_kernel_build, tmp_p
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+@needs_fixtures
+@pytest.mark.network
 @pytest.mark.boot
 def test_virtio_only_disk_finds_tce(debian_kernel_build):
     base = debian_kernel_build
@@ -228,17 +255,18 @@ def test_virtio_only_disk_finds_tce(debian_kernel_build):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+@needs_fixtures
+@pytest.mark.network
 def test_local_kernel_and_modules_folder(debian_kernel_build, tmp_path, template_iso):
     """kernel = a local vmlinuz + a folder with lib/modules/<version> (here: the unpacked Debian one)."""
     from pebuilder.debian.apt import cache_root
 
     roots = sorted((cache_root() / "unpacked").glob("linux-image-*"))
-    if not roots:
-        pytest.skip("no unpacked Debian kernel in the cache")
+    assert roots, f"debian_kernel_build left no unpacked Debian kernel in {cache_root()}"
     root = roots[-1]
     vmlinuz = sorted((root / "boot").glob("vmlinuz-*"))[-1]
     cfg = tmp_path / "k.toml"
-    cfg.write_text(f'[template]\niso = "{template_iso}"\n[kernel]\nvmlinuz = "{vmlinuz}"\nmodules = "{root}"\n'
+    cfg.write_text(f'[template]\niso = "{template_iso}"\n[kernel]\nvmlinuz = "{vmlinuz}"\nmodules_dir = "{root}"\n'
                    '[boot]\nmodules = ["virtio_net"]\n[output.iso]\npath = "k.iso"\n')
     pebuilder("build", cfg)
     got = iso.extract_files(tmp_path / "k.iso", ["boot/corepure64.gz", "boot/vmlinuz64"], tmp_path / "g")
@@ -246,6 +274,6 @@ def test_local_kernel_and_modules_folder(debian_kernel_build, tmp_path, template
     names = {e.name for e in cpio.list_entries(got["boot/corepure64.gz"])}
     assert any(n.endswith("/virtio_net.ko") for n in names)
     bad = tmp_path / "bad.toml"
-    bad.write_text(cfg.read_text().replace(f'modules = "{root}"', f'modules = "{tmp_path}"'))
+    bad.write_text(cfg.read_text().replace(f'modules_dir = "{root}"', f'modules_dir = "{tmp_path}"'))
     proc = pebuilder("build", bad, check=False)
     assert proc.returncode == 39 and "expected one lib/modules/<version> folder" in proc.stderr

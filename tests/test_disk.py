@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
 from conftest import EXT_MARKER, TCZ, make_marker_extension, needs_fixtures, pebuilder
-
-pytestmark = needs_fixtures
 
 HOST = "pbdisk"
 RESTORED = "PEBUILDER-MYDATA-RESTORED"
@@ -98,6 +98,7 @@ def partitions(image: Path) -> dict:
                                      check=True).stdout)["partitiontable"]
 
 
+@needs_fixtures
 def test_tables_types_and_boot_flags(disks):
     out, _ = disks
     mbr = partitions(out / "mbr-bios.raw")
@@ -113,6 +114,7 @@ def test_tables_types_and_boot_flags(disks):
     assert all(q["start"] % 2048 == 0 for q in both["partitions"])
 
 
+@needs_fixtures
 def test_twenty_gib_image_is_sparse_and_clean(disks):
     out, _ = disks
     img = out / "mbr-bios.raw"
@@ -130,6 +132,7 @@ def test_twenty_gib_image_is_sparse_and_clean(disks):
         assert f"/{name}/" in listing
 
 
+@needs_fixtures
 def test_formats(disks):
     out, report = disks
     for name, fmt in (("mbr-bios.qcow2", "qcow2"), ("small.vmdk", "vmdk")):
@@ -138,9 +141,11 @@ def test_formats(disks):
         assert info["format"] == fmt
     ran = {s["stage"] for s in report["stages"] if s["ran"]}
     assert {"disk-mbr-bios.raw", "disk-gpt-uefi.raw", "disk-gpt-both.raw", "disk-small.vmdk"} <= ran
-    assert not list(out.glob(".*.tmp"))
+    assert sorted(p.name for p in out.iterdir()) == [  # nothing half-written left beside them
+        "gpt-both.raw", "gpt-uefi.raw", "mbr-bios.qcow2", "mbr-bios.raw", "small.vmdk", "tc.iso"]
 
 
+@needs_fixtures
 @pytest.mark.boot
 @pytest.mark.parametrize("image,firmware,tcedir", [
     ("mbr-bios.raw", "bios", "/mnt/sda1/tce"),
@@ -157,6 +162,7 @@ def test_disk_boots_finds_tce_and_restores(disks, image, firmware, tcedir):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+@needs_fixtures
 def test_packagehd_as_unprivileged_user_gives_root_owned_boot(open_workspace):
     """The seed's packagehd (ezremaster.cfg, 20 GiB msdos ext3), run as nobody."""
     base, iso = open_workspace
@@ -164,7 +170,8 @@ def test_packagehd_as_unprivileged_user_gives_root_owned_boot(open_workspace):
     cfg.write_text(f"cd_location = {iso}\ntemp_dir = {base}/work/\ncc = console=ttyS0\n"
                    "app_outside_initrd_onboot = dialog.tcz\n")
     subprocess.run(["chown", "-R", "65534", str(base)], check=True)
-    pebuilder("remaster", cfg, "packagehd", "--ext-dir", TCZ, user="65534")
+    pebuilder("remaster", cfg, "packagehd", "--ext-dir", TCZ, user="65534",
+              env={"PEBUILDER_CACHE": str(base / "cache")})
     img = base / "work/buildpackage.raw"
     assert img.stat().st_size == 20 << 30 and img.stat().st_uid == 65534
     assert not (base / "work/ezremaster.iso").exists()
@@ -182,27 +189,32 @@ def test_packagehd_as_unprivileged_user_gives_root_owned_boot(open_workspace):
     assert "has_journal" in fs and "extent" not in fs.split("Filesystem features:")[1].splitlines()[0]
 
 
-@pytest.mark.parametrize("disk,message,code", [
-    ('path = "out/d.raw"\nsize = "8M"', "is too small for d.raw: it needs at least", 37),
-    ('path = "out/d.raw"\nsize = "20X"', r"output.disk\[0\].size: '20X' is not a size", 30),
-    ('path = "out/d.raw"\nfilesystem = "btrfs"', "filesystem: got 'btrfs'; accepted values: ext4, ext3, ext2", 30),
-    ('path = "out/d.raw"\ntable = "bsd"', "table: got 'bsd'; accepted values: msdos, gpt", 30),
-    ('path = "out/d.raw"\nformat = "vdi"', "format: got 'vdi'; accepted values: raw, qcow2, vmdk", 30),
-    ('path = "afile/d.raw"', "cannot create the output folder", 37),
+@needs_fixtures
+@pytest.mark.parametrize("disk,message,code,out_left", [
+    ('path = "out/d.raw"\nsize = "8M"', "is too small for d.raw: it needs at least", 37, None),
+    ('path = "out/d.raw"\nsize = "20X"', r"output.disk\[0\].size: '20X' is not a size", 30, None),
+    ('path = "out/d.raw"\nfilesystem = "btrfs"', "filesystem: got 'btrfs'; accepted values: ext4, ext3, ext2", 30,
+     None),
+    ('path = "out/d.raw"\ntable = "bsd"', "table: got 'bsd'; accepted values: msdos, gpt", 30, None),
+    ('path = "out/d.raw"\nformat = "vdi"', "format: got 'vdi'; accepted values: raw, qcow2, vmdk", 30, None),
+    ('path = "afile/d.raw"', "cannot create the output folder", 37, None),
 ])
-def test_bad_disk_specs(tmp_path, template_iso, disk, message, code):
+def test_bad_disk_specs(tmp_path, template_iso, disk, message, code, out_left):
+    """A bad disk spec is one clear message; nothing is left where the disk would have gone (out_left:
+    what the out/ folder holds afterwards, None: it was never made)."""
     (tmp_path / "afile").write_text("a file, not a folder\n")
     cfg = toml_config(tmp_path, template_iso, f"[[output.disk]]\n{disk}\n")
     proc = pebuilder("remaster", cfg, "packagehd", check=False)
     assert proc.returncode == code, proc.stderr
-    import re
-
-    assert re.search(message, proc.stderr), proc.stderr
+    last = proc.stderr.splitlines()[-1]
+    assert re.search(message, last) and last.startswith("pebuilder: error:"), proc.stderr
     assert "Traceback" not in proc.stderr
-    assert not (tmp_path / "out/d.raw").exists()
-    assert not list((tmp_path / "out").glob(".*")) if (tmp_path / "out").exists() else True
+    out = tmp_path / "out"
+    assert (sorted(os.listdir(out)) if out.exists() else None) == out_left
+    assert (tmp_path / "afile").read_text() == "a file, not a folder\n"
 
 
+@needs_fixtures
 def test_disks_are_reproducible(tmp_path, template_iso):
     """Same inputs and SOURCE_DATE_EPOCH, two work folders, two runs: byte-identical disks."""
     disk = '[[output.disk]]\npath = "out/r.raw"\ntable = "gpt"\nfirmware = "both"\nsize = "1G"\nmydata = "mydata"\n'

@@ -127,7 +127,8 @@ def test_file_input_reruns_its_readers_only(toy):
     (toy.root / "src.txt").write_text("world\n")
     assert toy.run() == ["a", "d", "e"]
     assert toy.out("e").read_text() == "WORLD|t1"
-    assert toy.engine.hashes.reads == 4  # src.txt, then the outputs of a, d and e for their tokens
+    # src.txt, then the outputs of a and d for their tokens; e's output is read by no stage: not hashed
+    assert toy.engine.hashes.reads == 3
 
 
 def test_touched_file_with_same_content_reruns_nothing(toy):
@@ -266,8 +267,22 @@ def test_each_key_computed_once_and_each_file_read_once(tmp_path, monkeypatch):
         keys.clear(), reads.clear(), evaluated.clear()
         Engine(tmp_path / "state").run(make())
         assert keys == {"s0": 1, "s1": 1} and evaluated == {"s0": 1, "s1": 1}
-        assert reads == {"shared.bin": 1, "o1": 1, "o2": 1}
+        assert reads == {"shared.bin": 1}  # o1 and o2 are read by no stage: no output digest is made
         src.write_bytes(b"y" * 100_000)
+
+
+def test_only_outputs_other_stages_read_are_hashed(tmp_path, monkeypatch):
+    """A final output (a sparse 20 GiB disk image) is not read back for a token nobody compares."""
+    reads: list[str] = []
+    real_sha = fingerprint.file_sha256
+    monkeypatch.setattr(fingerprint, "file_sha256", lambda p: reads.append(Path(p).name) or real_sha(p))
+    mid, final = tmp_path / "mid", tmp_path / "final.raw"
+    graph = [Stage("mid", lambda: mid.write_bytes(b"m"), outputs=[mid]),
+             Stage("disk", lambda: final.write_bytes(b"d" * 4096), after=["mid"], outputs=[final])]
+    Engine(tmp_path / "state").run(graph)
+    assert reads == ["mid"]
+    final.unlink()  # a missing final output still reruns its stage
+    assert [r.name for r in Engine(tmp_path / "state").run(graph) if r.ran] == ["disk"]
 
 
 @pytest.mark.parametrize("names,chains,after,message", [

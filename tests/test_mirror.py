@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import re
 import shutil
 import signal
@@ -17,11 +18,10 @@ from mirror_server import MirrorServer
 
 from pebuilder.errors import Exit
 from pebuilder.formats import cpio, iso
-from pebuilder.net.http import DownloadError, Policy
 from pebuilder.formats.tcz import resolve
+from pebuilder.net.http import DownloadError, Policy
 from pebuilder.tinycore.mirror import Mirror, Sources
 
-pytestmark = needs_fixtures
 REPO = "14.x/x86_64/tcz"
 KVER = "3.16.6-tinycore64"
 
@@ -61,6 +61,7 @@ def mirror_root(tmp_path_factory):
     return root
 
 
+@needs_fixtures
 def test_mirror_index_files(mirror_root):
     repo = mirror_root / REPO
     info = (repo / "info.lst").read_text().splitlines()
@@ -82,6 +83,7 @@ def _sources(server: MirrorServer, cache: Path, **policy) -> Sources:
     return Sources([], m, KVER)
 
 
+@needs_fixtures
 def test_resolution_matches_tce_load(mirror_root, tmp_path):
     with MirrorServer(mirror_root) as srv:
         src = _sources(srv, tmp_path / "cache")
@@ -98,6 +100,7 @@ def test_resolution_matches_tce_load(mirror_root, tmp_path):
         assert (f"/{REPO}/kmaps.tcz.dep", None) in srv.requests
 
 
+@needs_fixtures
 def test_deps_command_names_the_chain(mirror_root, tmp_path):
     with MirrorServer(mirror_root) as srv:
         proc = pebuilder("deps", "iproute2", "top", "--mirror", srv.url, "--repo", REPO, check=False,
@@ -107,6 +110,7 @@ def test_deps_command_names_the_chain(mirror_root, tmp_path):
     assert "load order: db.tcz iproute2.tcz base.tcz left.tcz right.tcz top.tcz" in proc.stdout
 
 
+@needs_fixtures
 @pytest.mark.parametrize("faults", [["delay"], ["500", "500"], ["cut"], ["cut", "500", "cut"]])
 def test_transient_faults_are_retried(mirror_root, tmp_path, faults, caplog):
     caplog.set_level("INFO")
@@ -122,6 +126,7 @@ def test_transient_faults_are_retried(mirror_root, tmp_path, faults, caplog):
             assert ranges and ranges[0].startswith("bytes=") and ranges[0] != "bytes=0-"
 
 
+@needs_fixtures
 @pytest.mark.parametrize("fault,message", [("500", "giving up after 4 attempts: HTTP 500"),
                                            ("corrupt", "does not match the mirror's")])
 def test_permanent_faults_fail_clearly_and_leave_no_file(mirror_root, tmp_path, fault, message):
@@ -156,14 +161,13 @@ path = "out.iso"
     return cfg
 
 
+@needs_fixtures
 def test_killed_download_leaves_cache_clean_then_rerun_works(mirror_root, tmp_path, template_iso):
     cache = tmp_path / "cache"
     with MirrorServer(mirror_root) as srv:
         srv.faults[f"/{REPO}/mirrorext.tcz"] = ["stall"]
         cfg = _remaster_cfg(tmp_path, template_iso, srv.url, "pbkill")
         env = {"PEBUILDER_CACHE": str(cache), "PYTHONPATH": str(ROOT / "src")}
-        import os
-
         proc = subprocess.Popen([sys.executable, "-m", "pebuilder", "build", str(cfg)], env=os.environ | env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
@@ -195,6 +199,7 @@ def mirrored_build(mirror_root, tmp_path_factory, template_iso):
     return base, first, second, url
 
 
+@needs_fixtures
 def test_second_build_fetches_no_tcz(mirrored_build):
     _, first, second, _ = mirrored_build
     assert sorted(Path(p).name for p in first) == sorted(
@@ -202,6 +207,7 @@ def test_second_build_fetches_no_tcz(mirrored_build):
     assert second == []
 
 
+@needs_fixtures
 def test_mirrored_build_contents(mirrored_build, tmp_path):
     base, _, _, url = mirrored_build
     out = base / "out.iso"
@@ -220,6 +226,7 @@ def test_mirrored_build_contents(mirrored_build, tmp_path):
     assert cpio.read_member(initrd, "opt/tcemirror") == (url.rstrip("/") + "/\n").encode()
 
 
+@needs_fixtures
 @pytest.mark.boot
 def test_mirrored_build_boots(mirrored_build):
     base, _, _, _ = mirrored_build
@@ -228,6 +235,7 @@ def test_mirrored_build_boots(mirrored_build):
     assert proc.returncode == 0, proc.stderr
 
 
+@needs_fixtures
 def test_offline_build_uses_cache_and_names_what_is_missing(mirrored_build, tmp_path, template_iso):
     base, _, _, url = mirrored_build
     cfg = _remaster_cfg(tmp_path, template_iso, url, "pboffline")
@@ -239,6 +247,7 @@ def test_offline_build_uses_cache_and_names_what_is_missing(mirrored_build, tmp_
     assert "offline: squashfs-tools.tcz.md5.txt is not in the cache" in bad.stderr
 
 
+@needs_fixtures
 def test_missing_dependency_from_mirror_is_an_error_with_chain(mirror_root, tmp_path, template_iso):
     with MirrorServer(mirror_root) as srv:
         cfg = _remaster_cfg(tmp_path, template_iso, srv.url, "pbmissing")

@@ -3,7 +3,6 @@ and the issue's reproductions (a rebuild after an input changed, a template with
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import os
@@ -198,7 +197,8 @@ def test_rebuild_after_editing_ca_bundle_and_host_key(tmp_path, template_iso):
     key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nsecond\n-----END OPENSSH PRIVATE KEY-----\n")
     second = json.loads(pebuilder("build", cfg, "--json").stdout)
     chain = ["unpack-initrd", "extensions-initrd", "customise", "kernel-modules"]
-    assert ran(second) == [*chain, "pack-initrd", "assemble-image", "package-iso"]
+    # bootcode reads kernel-modules' report (zram), so it reruns too; its menus come out the same
+    assert ran(second) == [*chain, "bootcode", "pack-initrd", "assemble-image", "package-iso"]
     initrd = initrd_of(tmp_path / "out.iso", tmp_path / "g2")
     for rel in ("usr/local/etc/ssl/certs/ca-certificates.crt", "etc/ssl/certs/ca-certificates.crt"):
         assert cpio.read_member(initrd, rel) == PEM.format("second").encode()
@@ -233,19 +233,18 @@ def test_local_kernel_and_modules_dir_changes_rerun_the_kernel(tmp_path, templat
     rel = f"lib/modules/{kver}/kernel/drivers/pb/pbdummy.ko"
     initrd = initrd_of(tmp_path / "out.iso", tmp_path / "g1")
     assert cpio.read_member(initrd, rel) == b"module v1"
-    assert f"kernel/drivers/pb/pbdummy.ko:" in cpio.read_member(initrd, f"lib/modules/{kver}/modules.dep").decode()
+    assert "kernel/drivers/pb/pbdummy.ko:" in cpio.read_member(initrd, f"lib/modules/{kver}/modules.dep").decode()
     assert "pbdummy" in cpio.read_member(initrd, "etc/init.d/pebuilder-modules").decode()
 
     module.write_bytes(b"module v2")
     second = json.loads(pebuilder("build", cfg, "--json").stdout)
-    assert "kernel" in ran(second) and "kernel-modules" in ran(second) and "package-iso" in ran(second)
-    assert "template" not in ran(second)
+    assert ran(second)[:2] == ["kernel", "unpack-initrd"] and "package-iso" in ran(second)
     assert cpio.read_member(initrd_of(tmp_path / "out.iso", tmp_path / "g2"), rel) == b"module v2"
 
     with open(vmlinuz, "ab") as f:
         f.write(b"\0" * 512)  # still a bzImage, now with other bytes
     third = json.loads(pebuilder("build", cfg, "--json").stdout)
-    assert "kernel" in ran(third) and "package-iso" in ran(third)
+    assert ran(third) == ["kernel", "assemble-image", "package-iso"]
     assert iso_file(tmp_path / "out.iso", "boot/vmlinuz64", tmp_path / "g3").read_bytes() == vmlinuz.read_bytes()
     assert ran(json.loads(pebuilder("build", cfg, "--json").stdout)) == []
 
@@ -291,6 +290,17 @@ def test_template_with_two_initrds(tmp_path):
         grub = iso_file(out, "boot/grub/grub.cfg", tmp_path / f"m{attempt}").read_text()
         assert "extra.gz" not in grub and "/boot/corepure64.gz" in grub
     assert ran(json.loads(pebuilder("build", cfg, "--json").stdout)) == []
+
+
+def _build_as(user: str | None, base: Path, iso_path: Path, epoch: str) -> Path:
+    cfg, exts = seed_style_setup(base, iso_path, base / "work", "pbrepro")
+    if user:
+        subprocess.run(["chown", "-R", user, str(base)], check=True)
+    # an unprivileged user cannot write the suite's root-owned cache: give it its own
+    env = {"SOURCE_DATE_EPOCH": epoch, **({"PEBUILDER_CACHE": str(base / "cache")} if user else {})}
+    pebuilder("remaster", cfg, "rebuild", "--ext-dir", exts, "--ext-dir", TCZ, "--menu-timeout", "1", env=env,
+              user=user)
+    return base / "work/ezremaster.iso"
 
 
 @needs_fixtures

@@ -48,8 +48,8 @@ def safe_relpath(name: str) -> PurePosixPath:
 
 def resolve_in_root(root: Path, rel: str | PurePosixPath, *, follow_last: bool = False) -> Path:
     """Resolve `rel` inside `root` as if `root` were `/`: symlinks, absolute or not, stay inside."""
-    root = Path(root)
-    pending = [p for p in PurePosixPath(rel).parts if p not in ("", ".", "/")]
+    base = os.fspath(root)
+    pending = [p for p in str(rel).split("/") if p not in ("", ".")]
     pending.reverse()
     current: list[str] = []
     hops = 0
@@ -59,20 +59,18 @@ def resolve_in_root(root: Path, rel: str | PurePosixPath, *, follow_last: bool =
             if current:
                 current.pop()
             continue
-        candidate = root.joinpath(*current, part)
-        is_last = not pending
-        if candidate.is_symlink() and (follow_last or not is_last):
+        candidate = os.path.join(base, *current, part)
+        if (follow_last or pending) and os.path.islink(candidate):
             hops += 1
             if hops > 40:
                 raise UnsafeArchiveError(f"too many symlinks while resolving {rel} in {root}")
             target = os.readlink(candidate)
             if target.startswith("/"):
                 current = []
-            more = [p for p in PurePosixPath(target).parts if p not in ("", ".", "/")]
-            pending.extend(reversed(more))
+            pending.extend(reversed([p for p in target.split("/") if p not in ("", ".")]))
             continue
         current.append(part)
-    return root.joinpath(*current)
+    return Path(os.path.join(base, *current)) if current else Path(root)
 
 
 def host_perm(mode: int) -> int:
@@ -181,6 +179,8 @@ class FsRoot:
         return parent, pure.name
 
     def _makedirs(self, folder: Path) -> None:
+        if folder.is_dir():
+            return
         self.root.mkdir(parents=True, exist_ok=True)
         missing = []
         p = folder
@@ -225,7 +225,9 @@ class FsRoot:
             target.unlink()
         elif target.is_dir():
             raise PebuilderError(f"{self.rel(target)!r} is a folder in the image; cannot replace it with a file")
-        self.meta.forget(self.rel(target))
+        r = self.rel(target)  # never a folder here: one entry to drop, not a subtree
+        self.meta.entries.pop(r, None)
+        self.meta.specials.pop(r, None)
 
     def write(self, rel: str, data: bytes | str, mode: int = 0o644, uid: int = 0, gid: int = 0) -> str:
         """Write a regular file; a symlink in its place is replaced, never followed."""

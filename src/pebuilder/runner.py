@@ -57,6 +57,14 @@ TOOLS: dict[str, Tool] = {
         Tool("zstd", "zstd", "zstd-compressed initrds"),
         Tool("apt-get", "apt", "fetch Debian packages for the default template"),
         Tool("dpkg-deb", "dpkg", "unpack Debian packages without installing them"),
+        Tool("gpgv", "gpgv", "verify Debian archive signatures (InRelease)"),
+        Tool("debian-archive-keyring", "debian-archive-keyring", "keys Debian signs its archive with",
+             "/usr/share/keyrings/debian-archive-keyring.gpg"),
+        Tool("mmdebstrap", "mmdebstrap", "Debian minbase systems without root (variant = \"minbase\")"),
+        Tool("newuidmap", "uidmap", "user namespaces for mmdebstrap --mode=unshare"),
+        Tool("busybox", "busybox-static", "applet lists of the live system's busybox"),
+        Tool("qemu-system-aarch64", "qemu-system-arm", "boot checks of arm64 images"),
+        Tool("aavmf", "qemu-efi-aarch64", "UEFI firmware for arm64 boot checks", "/usr/share/AAVMF/AAVMF_CODE.fd"),
     ]
 }
 

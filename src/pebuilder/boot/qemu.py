@@ -17,16 +17,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pebuilder import arch as archs
 from pebuilder.errors import Exit, PebuilderError
 from pebuilder.runner import require
-
-FIRMWARE = {
-    "x86_64": {"code": "/usr/share/OVMF/OVMF_CODE_4M.fd", "vars": "/usr/share/OVMF/OVMF_VARS_4M.fd",
-               "package": "ovmf"},
-    "aarch64": {"code": "/usr/share/AAVMF/AAVMF_CODE.fd", "vars": "/usr/share/AAVMF/AAVMF_VARS.fd",
-                "package": "qemu-efi-aarch64"},
-}
-
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][0-9A-Za-z]|\r")
 
@@ -53,45 +46,55 @@ class BootResult:
 
 
 def qemu_command(image: Path, *, firmware: str, media: str, arch: str, memory: int, net: bool,
-                 sock: Path, vars_copy: Path | None, drive_if: str = "ide",
-                 extra: list[str] | None = None) -> list[str]:
-    if arch == "x86_64":
-        argv = [require("qemu-system-x86_64"), "-machine", "pc" if firmware == "bios" else "q35",
-                "-accel", "tcg"]
-    elif arch == "aarch64":
-        argv = [require("qemu-system-aarch64"), "-machine", "virt", "-cpu", "cortex-a57", "-accel", "tcg"]
-    else:
-        raise PebuilderError(f"cannot boot architecture {arch!r}; use x86_64 or aarch64", Exit.USAGE)
+                 sock: Path, vars_copy: Path | None, drive_if: str = "ide", writable: bool = False,
+                 nic: str = "", disks: list[Path] | None = None, extra: list[str] | None = None) -> list[str]:
+    a = archs.parse(arch)
+    if firmware == "bios" and not a.bios:
+        raise PebuilderError(f"{a} has no BIOS; boot it with --firmware uefi", Exit.USAGE)
+    machine = a.qemu_machine_bios if firmware == "bios" else a.qemu_machine_uefi
+    argv = [require(a.qemu), "-machine", machine or a.qemu_machine_uefi, "-accel", "tcg"]
+    if a.qemu_cpu:
+        argv += ["-cpu", a.qemu_cpu]
     # The serial port is a socket pebuilder reads (into the log) and writes (for --send steps).
     argv += ["-m", str(memory), "-smp", "1", "-display", "none", "-monitor", "none",
              "-chardev", f"socket,id=ser0,path={sock},server=on,wait=on",
              "-serial", "chardev:ser0", "-no-reboot"]
     if firmware == "uefi":
-        fw = FIRMWARE[arch]
-        if not os.path.exists(fw["code"]):
-            raise PebuilderError(f"UEFI firmware {fw['code']} is missing; install it with: "
-                                 f"apt-get install {fw['package']}", Exit.TOOL_MISSING)
+        fw = a.uefi_firmware
+        if fw is None or not os.path.exists(fw.code):
+            pkg = fw.package if fw else "a UEFI firmware package"
+            raise PebuilderError(f"UEFI firmware for {a} is missing ({fw.code if fw else 'none known'}); install it "
+                                 f"with: apt-get install {pkg}", Exit.TOOL_MISSING)
         assert vars_copy is not None
-        argv += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={fw['code']}",
+        argv += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={fw.code}",
                  "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}"]
-    fmt = "qcow2" if image.suffix == ".qcow2" else ("vmdk" if image.suffix == ".vmdk" else "raw")
     if media == "cdrom":
-        if arch == "aarch64":
-            argv += ["-drive", f"file={image},format={fmt},if=none,id=cd0,media=cdrom,readonly=on",
+        if not a.bios:
+            argv += ["-drive", f"file={image},format=raw,if=none,id=cd0,media=cdrom,readonly=on",
                      "-device", "virtio-scsi-pci", "-device", "scsi-cd,drive=cd0"]
         else:
-            argv += ["-drive", f"file={image},format={fmt},media=cdrom,readonly=on"]
+            argv += ["-drive", f"file={image},format=raw,media=cdrom,readonly=on"]
     else:
-        iface = "virtio" if arch == "aarch64" else drive_if
-        argv += ["-drive", f"file={image},format={fmt},if={iface},snapshot=on"]
-    argv += ["-nic", "user,restrict=on"] if net else ["-nic", "none"]
+        iface = "virtio" if not a.bios else drive_if
+        argv += ["-drive", f"file={image},format={_format(image)},if={iface}" + ("" if writable else ",snapshot=on")]
+    for d in disks or []:
+        argv += ["-drive", f"file={d},format={_format(d)},if=virtio"]
+    if net or nic:
+        argv += ["-nic", "user,restrict=on" + (f",{nic}" if nic else "")]
+    else:
+        argv += ["-nic", "none"]
     return argv + (extra or [])
+
+
+def _format(image: Path) -> str:
+    return {".qcow2": "qcow2", ".vmdk": "vmdk"}.get(image.suffix, "raw")
 
 
 def boot(image: Path, *, expect: list[str], firmware: str = "bios", media: str = "cdrom",
          arch: str = "x86_64", timeout: float = 180, memory: int = 512, net: bool = False,
          log_path: Path | None = None, drive_if: str = "ide", extra: list[str] | None = None,
-         on_seen=None, script: list[tuple[str, str]] | None = None) -> BootResult:
+         on_seen=None, script: list[tuple[str, str]] | None = None, writable: bool = False, nic: str = "",
+         disks: list[Path] | None = None, done_when=None) -> BootResult:
     """Boot and wait until every `expect` text appeared (any order) and the `script` ran through:
     ("expect", text) steps wait for text after the previous step, ("send", text) steps type it."""
     if not image.exists():
@@ -104,12 +107,13 @@ def boot(image: Path, *, expect: list[str], firmware: str = "bios", media: str =
         vars_copy = None
         if firmware == "uefi":
             vars_copy = Path(tmp) / "vars.fd"
-            src = FIRMWARE.get(arch, {}).get("vars")
-            if src and os.path.exists(src):
-                shutil.copyfile(src, vars_copy)
+            fw = archs.parse(arch).uefi_firmware
+            if fw and os.path.exists(fw.vars):
+                shutil.copyfile(fw.vars, vars_copy)
         sock_path = Path(tmp) / "console.sock"  # short: unix socket paths are limited to 108 bytes
         argv = qemu_command(image, firmware=firmware, media=media, arch=arch, memory=memory, net=net,
-                            sock=sock_path, vars_copy=vars_copy, drive_if=drive_if, extra=extra)
+                            sock=sock_path, vars_copy=vars_copy, drive_if=drive_if, writable=writable, nic=nic,
+                            disks=disks, extra=extra)
         result = BootResult(ok=False, log_path=log)
         start = time.monotonic()
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -159,7 +163,7 @@ def boot(image: Path, *, expect: list[str], firmware: str = "bios", media: str =
                         if on_seen:
                             on_seen(value, result.seen[value])
                         steps.pop(0)
-                    if not pending and not steps:
+                    if not pending and not steps and (done_when is None or done_when()):
                         result.ok = True
                         result.exit_reason = "all expected text seen"
                         break

@@ -34,7 +34,8 @@ from pebuilder.net.cache import DownloadCache
 log = logging.getLogger("pebuilder.debian")
 
 MARKER = "pebuilder: system is up"
-SYSLINUX = {"isolinux.bin": "/usr/lib/ISOLINUX/isolinux.bin", "ldlinux.c32": "/usr/lib/syslinux/modules/bios/ldlinux.c32"}
+SYSLINUX = {"isolinux.bin": "/usr/lib/ISOLINUX/isolinux.bin",
+            "ldlinux.c32": "/usr/lib/syslinux/modules/bios/ldlinux.c32"}
 
 
 @dataclass
@@ -270,11 +271,13 @@ class DebianLive(Build):
 
     def core_sqfs(self) -> Stage:
         def action() -> str:
-            size = squashfs.make(self.p.system, TreeMeta.load(self.p.system_meta), self.p.core, compression="xz",
+            comp = self.cfg.base.compression
+            size = squashfs.make(self.p.system, TreeMeta.load(self.p.system_meta), self.p.core, compression=comp,
                                  bcj=self.arch().squashfs_bcj, scratch=self.p.scratch)
-            return f"{size} bytes"
+            return f"{size} bytes ({comp})"
 
-        return Stage("core-sqfs", action, after=["customise"], outputs=[self.p.core])
+        return Stage("core-sqfs", action, after=["customise"], values={"c": self.cfg.base.compression},
+                     outputs=[self.p.core])
 
     def initramfs(self) -> Stage:
         i = self.cfg.initrd

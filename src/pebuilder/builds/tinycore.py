@@ -333,8 +333,11 @@ class TinyCoreRemaster(Build):
             write_text_atomic(self.p.state / "kernel-modules.json", json.dumps(report))
             return "; ".join(notes) or "no modules added"
 
+        # A local kernel's files are read here too: kernel.json (the kernel stage's token) names them,
+        # so a changed module with the same name would not otherwise reach the image.
         return Stage("kernel-modules", action, after=["kernel"], chain="initrd",
-                     values={"modules": self.cfg.boot.modules},
+                     trees=[self.cfg.kernel.modules_dir] if self.cfg.kernel.vmlinuz and self.cfg.kernel.modules_dir
+                     else [], values={"modules": self.cfg.boot.modules},
                      outputs=[self.p.extract, self.p.meta, self.p.flags, self.p.state / "kernel-modules.json"])
 
     def _check_modules(self, fs: FsRoot, kver: str | None) -> None:
@@ -472,7 +475,8 @@ class TinyCoreRemaster(Build):
                     image.copy_from(src, "cde/" + src.relative_to(self.p.cde).as_posix(), 0o644, own_parents=True)
             return f"{count} template files + initrd, boot menus" + (", cde" if any(self.p.cde.iterdir()) else "")
 
-        return Stage("assemble-image", action,
+        vmlinuz = self.cfg.kernel.vmlinuz
+        return Stage("assemble-image", action, files=[vmlinuz] if vmlinuz and vmlinuz.is_file() else [],
                      after=["template", "kernel", "extensions-cde", "bootcode", "pack-initrd"], outputs=[self.p.image])
 
     def package_iso(self) -> Stage:

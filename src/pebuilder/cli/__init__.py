@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pebuilder import __version__
 from pebuilder.cli import builds, overrides, tools
-from pebuilder.errors import Exit, PebuilderError
+from pebuilder.errors import PebuilderError
 
 log = logging.getLogger("pebuilder")
 

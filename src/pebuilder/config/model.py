@@ -69,6 +69,8 @@ class Base:
     mirror: str | None = key(None, "str", "Debian mirror URL; default: the host's configured apt mirror",
                              check=v.url)
     trim: bool = key(True, "bool", "drop docs, man pages, locales and i18n files")
+    compression: str = key("xz", "str", "compression of /os/core.sqfs (xz adds the BCJ filter of the arch)",
+                           choices=("xz", "zstd", "gzip", "lz4", "lzo"))
 
 
 @dataclass

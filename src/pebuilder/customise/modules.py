@@ -66,7 +66,8 @@ def module_index(kf: KernelFiles) -> tuple[dict[str, tuple[str, list[str]]], set
     return index, builtin
 
 
-def closure(kf: KernelFiles, names: list[str], optional: list[str] | tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
+def closure(kf: KernelFiles, names: list[str],
+            optional: list[str] | tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
     """Module files (relative to the modules folder) for `names` and `optional`, dependencies first.
 
     A name in `names` that is neither a module nor built in is an error; `optional` ones are skipped.

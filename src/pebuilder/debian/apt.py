@@ -14,13 +14,8 @@ from pathlib import Path
 
 from pebuilder.errors import Exit, PebuilderError
 from pebuilder.fsutil import rmtree
+from pebuilder.net.cache import cache_root
 from pebuilder.runner import run
-
-
-def cache_root() -> Path:
-    base = os.environ.get("PEBUILDER_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "pebuilder")
-    return Path(base)
 
 
 def show(package: str, arch: str | None = None) -> dict[str, str]:
@@ -89,7 +84,12 @@ def unpack(deb: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=".x-"))
     try:
         run(["dpkg-deb", "-x", deb, tmp], what=f"unpacking {deb.name}", code=Exit.DOWNLOAD)
-        os.replace(tmp, root)
+        try:
+            os.replace(tmp, root)
+        except OSError:
+            if not root.is_dir():
+                raise
+            rmtree(tmp)  # another build unpacked the same package meanwhile: use theirs
     except BaseException:
         rmtree(tmp)
         raise

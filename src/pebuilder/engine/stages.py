@@ -87,6 +87,7 @@ class Engine:
         self.results: list[StageResult] = []
         self.progress = progress or Progress(enabled=False)
         self.force = force
+        self.read_by_others: set[str] = set()  # stages named in some stage's `after`
 
     def key(self, stage: Stage, unit_names: Iterable[str] = ()) -> str:
         inside = set(unit_names)
@@ -102,6 +103,7 @@ class Engine:
     def run(self, stages: Sequence[Stage], only: set[str] | None = None) -> list[StageResult]:
         """Run (or skip) the stages in order; `only` limits the run to those names (and their chains)."""
         validate(stages)
+        self.read_by_others = {a for s in stages for a in s.after}
         out: list[StageResult] = []
         try:
             for unit in units(stages):
@@ -147,7 +149,8 @@ class Engine:
     def _token(self, unit: list[Stage], last_key: str) -> str:
         """What the unit produced: digests of its outputs (or its key when it declares none)."""
         outputs = [o for s in unit for o in s.outputs]
-        if not outputs:
+        # Only stages that others read need an output digest: a 20 GiB sparse disk image is not hashed.
+        if not outputs or not any(s.name in self.read_by_others for s in unit):
             return last_key
         return value_digest([[str(o), path_digest(o, self.hashes)] for o in outputs])
 

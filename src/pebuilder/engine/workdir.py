@@ -41,8 +41,9 @@ def claim(work: Path) -> None:
         raise PebuilderError(f"work folder {work} is a file; set temp_dir (or [work] dir) to a folder",
                              Exit.TEMP_DIR)
     if work.is_dir() and not state.is_dir() and any(work.iterdir()):
+        shown = ", ".join(sorted(os.listdir(work))[:5])
         raise PebuilderError(
-            f"work folder {work} already holds files pebuilder did not make ({', '.join(sorted(os.listdir(work))[:5])}); "
+            f"work folder {work} already holds files pebuilder did not make ({shown}); "
             "pebuilder only cleans folders it made. Choose an empty or new folder for temp_dir (or [work] dir)",
             Exit.TEMP_DIR)
     try:

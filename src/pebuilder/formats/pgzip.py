@@ -44,12 +44,15 @@ except ImportError:  # pragma: no cover - depends on the environment
     _libdeflate = None
 
 ENGINES = ("libdeflate", "zlib")
-# What the names mean per engine; measured on an 84 MB cpio of Python's standard library, see
-# bench/remaster_speed.py: libdeflate 7 is smaller than `gzip -9` and faster than `gzip -6` even
-# on one core; 12 matches `advdef -z4` (zopfli) in a few percent of its time.
+# What the names mean per engine, chosen on three inputs (bench/remaster_speed.py's cpio of Python's
+# standard library at 10 and 80 MB, and Tiny Core's rootfs64): libdeflate 5 is about `gzip -6`'s
+# size (-1 % to +1 %) at a third of its CPU time; 8 is smaller than `gzip -9` on all three
+# (libdeflate 7 was not, on the text-heavy one) and on one core about as fast as `gzip -6`; 12
+# (16 MiB blocks) is the size of `advdef -z4` (zopfli), from 0.5 % larger to a few bytes smaller,
+# in a few percent of its time.
 NAMED_LEVELS = {
-    "libdeflate": {"fast": 1, "default": 7, "best": 12},
-    "zlib": {"fast": 1, "default": 6, "best": 9},
+    "libdeflate": {"fast": 5, "default": 8, "best": 12},
+    "zlib": {"fast": 3, "default": 6, "best": 9},
 }
 MAX_LEVEL = {"libdeflate": 12, "zlib": 9}
 BLOCK_SIZE = 1 << 20

@@ -136,8 +136,6 @@ def make(tree: Path, meta: TreeMeta, out: Path, *, compression: str = "xz", bloc
     excluded: list[str] = []
     for rel in fs.walk():
         st = os.lstat(tree / rel)
-        if stat.S_ISLNK(st.st_mode):
-            continue  # symlinks carry no mode; -all-root owns them
         special = meta.specials.get(rel)
         if special:
             mode, major, minor = special
@@ -149,23 +147,29 @@ def make(tree: Path, meta: TreeMeta, out: Path, *, compression: str = "xz", bloc
             elif stat.S_ISFIFO(mode):
                 pseudo.append(f"{_pseudo_name(rel)} i {stat.S_IMODE(mode):o} {uid} {gid} p")
             continue
-        mode, uid, gid = meta.owner(rel, (stat.S_IMODE(st.st_mode), 0, 0))
-        if (mode, uid, gid) != (stat.S_IMODE(st.st_mode), 0, 0):
+        # Owners come from the metadata (root for anything not recorded), never from the builder:
+        # only entries whose host owner or mode differ need a line, so a root build's list stays short.
+        host = (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
+        mode, uid, gid = meta.owner(rel, (host[0], 0, 0))
+        if stat.S_ISLNK(st.st_mode):
+            mode = host[0]
+        if (mode, uid, gid) != host:
             pseudo.append(f"{_pseudo_name(rel)} m {mode:o} {uid} {gid}")
     scratch.mkdir(parents=True, exist_ok=True)
     pf = scratch / f"{out.name}.pseudo"
     ef = scratch / f"{out.name}.exclude"
     pf.write_text("\n".join(pseudo) + "\n")
     ef.write_text("".join(f"{e}\n" for e in excluded))
-    args: list[str | os.PathLike[str]] = ["mksquashfs", tree, "OUT", "-noappend", "-no-xattrs", "-all-root",
-                                          "-quiet", "-no-progress", "-comp", compression, "-b", block_size,
-                                          "-pf", pf, "-ef", ef]
+    root_mode, root_uid, root_gid = meta.owner(".", (0o755, 0, 0))
+    args: list[str | os.PathLike[str]] = ["mksquashfs", tree, "OUT", "-noappend", "-no-xattrs", "-quiet",
+                                          "-no-progress", "-comp", compression, "-b", block_size, "-pf", pf,
+                                          "-ef", ef, "-root-mode", f"{root_mode:o}", "-root-uid", str(root_uid),
+                                          "-root-gid", str(root_gid)]
     if bcj and compression == "xz":
         args += ["-Xbcj", bcj]
     sde = source_date_epoch()
     if sde is not None:
-        _clamp(tree, sde)
-        args += ["-mkfs-time", str(sde)]
+        _clamp(tree, sde)  # mksquashfs reads SOURCE_DATE_EPOCH itself for the image's own time
     args += extra or []
     with atomic_output(out) as tmp:
         tmp.unlink()

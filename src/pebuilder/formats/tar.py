@@ -13,8 +13,6 @@ unknown vendor types) are refused rather than guessed at.
 from __future__ import annotations
 
 import bz2
-import contextlib
-import copy
 import gzip
 import logging
 import lzma
@@ -22,11 +20,11 @@ import os
 import stat
 import tarfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import IO
 
 from pebuilder.errors import UnsafeArchiveError
-from pebuilder.fsroot import Budget, FsRoot, TreeMeta, safe_relpath
+from pebuilder.fsroot import Budget, FsRoot, safe_relpath
 
 log = logging.getLogger("pebuilder.tar")
 
@@ -41,35 +39,6 @@ try:
 except ImportError:  # only .deb members compressed with zstd need it
     zstandard = None
 _DEVICE_TYPES = {tarfile.CHRTYPE: stat.S_IFCHR, tarfile.BLKTYPE: stat.S_IFBLK, tarfile.FIFOTYPE: stat.S_IFIFO}
-
-
-class _QuickForgetMeta(TreeMeta):
-    """TreeMeta whose `forget` scans the whole table only for folders.
-
-    FsRoot clears every path it writes with `meta.forget`, which scans all entries: quadratic over
-    an archive (10,000 members → 10^8 string compares, seconds). A path FsRoot clears before a
-    write is never a folder (it refuses to replace one), so nothing can sit beneath it and dropping
-    the one entry is the same result. Remove this once TreeMeta.forget is fast itself.
-    """
-
-    def forget(self, name: str) -> None:
-        entry = self.entries.pop(name, None)
-        self.specials.pop(name, None)
-        if entry is not None and stat.S_ISDIR(entry[0]):
-            self.entries[name] = entry
-            super().forget(name)
-
-
-@contextlib.contextmanager
-def _quick_forget(fsroot: FsRoot) -> Iterator[None]:
-    original = fsroot.meta
-    quick = copy.copy(original)  # shares the tables: every change lands in the original
-    quick.__class__ = _QuickForgetMeta
-    fsroot.meta = quick
-    try:
-        yield
-    finally:
-        fsroot.meta = original
 
 
 class _EndCheckingTarInfo(tarfile.TarInfo):
@@ -119,7 +88,7 @@ def extract_into(fileobj: IO[bytes], fsroot: FsRoot, budget: Budget, exclude: Ex
     dir_times: list[tuple[str, float]] = []
     xattrs = 0
     try:
-        with _quick_forget(fsroot), tarfile.open(fileobj=fileobj, mode="r|*", tarinfo=_EndCheckingTarInfo) as tf:
+        with tarfile.open(fileobj=fileobj, mode="r|*", tarinfo=_EndCheckingTarInfo) as tf:
             for m in tf:
                 name = _member_name(what, m.name)
                 if m.pax_headers and any(k.startswith("SCHILY.xattr.") for k in m.pax_headers):

@@ -17,10 +17,10 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pebuilder.debian.apt import cache_root
 from pebuilder.errors import Exit, PebuilderError
 from pebuilder.formats.tcz import ExtensionMissing, check_name, locate, parse_dep
 from pebuilder.fsutil import file_md5
+from pebuilder.net.cache import cache_root
 from pebuilder.net.http import DownloadError, NotFound, Policy, fetch_bytes, fetch_to
 
 log = logging.getLogger("pebuilder.mirror")

@@ -1,4 +1,5 @@
 #!/bin/busybox sh
+# shellcheck shell=dash
 # pebuilder live system: the initramfs's /init.
 #
 # Finds the boot medium, stacks /os/core.sqfs and the extensions listed in /ext/onboot.lst (each
@@ -45,6 +46,7 @@ DATA_LABEL="PBDATA"
 INIT=/sbin/init
 [ -f /etc/pebuilder/boot.conf ] && . /etc/pebuilder/boot.conf
 EXTRA_EXT=""
+DATA_GIVEN=""
 LIST=""
 PERSIST=""
 TORAM=""
@@ -56,7 +58,7 @@ for word in $(cat /proc/cmdline); do
 	pb.ext=*) EXTRA_EXT="${word#pb.ext=}" ;;
 	pb.lst=*) LIST="${word#pb.lst=}" ;;
 	pb.persist=*) PERSIST="${word#pb.persist=}" ;;
-	pb.data=*) DATA_LABEL="${word#pb.data=LABEL=}" ;;
+	pb.data=*) DATA_LABEL="${word#pb.data=LABEL=}" DATA_GIVEN=1 ;;
 	pb.toram) TORAM=1 ;;
 	pb.wait=*) WAIT="${word#pb.wait=}" ;;
 	pb.shell) STOP=1 ;;
@@ -181,26 +183,28 @@ load_ext() { # NAME CHAIN: its dependencies first (depth first, as tce-load), ea
 	add_layer "$n" "$f" && LOADED="$LOADED$n " && say "extension $n"
 }
 
-for lst in "${LIST:-onboot.lst}"; do
-	for d in $EXTDIRS; do
-		[ -f "$d/$lst" ] || continue
-		for name in $(sed 's/#.*//' "$d/$lst"); do
-			load_ext "$name" ""
-		done
+lst="${LIST:-onboot.lst}"
+for d in $EXTDIRS; do
+	[ -f "$d/$lst" ] || continue
+	for name in $(sed 's/#.*//' "$d/$lst"); do
+		load_ext "$name" ""
 	done
 done
 
 # -- the writable layer ------------------------------------------------------------------------------
+# A disk labelled for data (pb.data=, or the default label when the medium is read-only) wins;
+# else the medium's own /data when it is writable.
 DATA=""
-if [ -n "$WRITABLE" ] && [ -z "$TORAM" ]; then
-	mkdir -p "$MEDIUM/data"
-	DATA="$MEDIUM/data"
-else
+if [ -n "$DATA_GIVEN" ] || [ -z "$WRITABLE" ] || [ -n "$TORAM" ]; then
 	ddev=$(find_dev "LABEL=$DATA_LABEL")
 	if [ -n "$ddev" ] && mount_any "$ddev" /run/pb/data; then
 		DATA=/run/pb/data
 		say "data disk $ddev (LABEL=$DATA_LABEL)"
 	fi
+fi
+if [ -z "$DATA" ] && [ -n "$WRITABLE" ] && [ -z "$TORAM" ]; then
+	mkdir -p "$MEDIUM/data"
+	DATA="$MEDIUM/data"
 fi
 [ -z "$PERSIST" ] && PERSIST=1
 if [ -n "$DATA" ] && [ "$PERSIST" = 1 ]; then
