@@ -27,6 +27,7 @@ from pebuilder.fsutil import source_date_epoch
 class Build:
     system = ""
     functions: tuple[str, ...] = ("rebuild",)
+    refresh = False  # resolve package sets again (systems that pin them)
 
     def __init__(self, cfg: Config):
         self.cfg = cfg

@@ -23,7 +23,7 @@ from pebuilder.config.model import Config, DiskOutput
 from pebuilder.customise import accounts, certificates, files, modules, ssh
 from pebuilder.customise.modules import KernelFiles
 from pebuilder.customise.profile import DEBIAN
-from pebuilder.debian import base, initramfs, kernel_pkg, lock, system_modules
+from pebuilder.debian import base, extensions, initramfs, kernel_pkg, live_ext, lock, system_modules
 from pebuilder.engine.stages import Stage
 from pebuilder.errors import Exit, PebuilderError
 from pebuilder.formats import squashfs
@@ -61,11 +61,11 @@ class Paths:
 
 class DebianLive(Build):
     system = "debian"
+    functions = ("rebuild", "packages", "base")
 
-    def __init__(self, cfg: Config, refresh: bool = False):
+    def __init__(self, cfg: Config):
         super().__init__(cfg)
         self.p = Paths(cfg.work.dir)
-        self.refresh = refresh
         self._arch = archs.parse(cfg.base.arch) if cfg.base.arch else archs.host()
         self.cache = DownloadCache(offline=cfg.extensions.offline)
 
@@ -91,6 +91,10 @@ class DebianLive(Build):
 
     def arch(self) -> archs.Arch:
         return self._arch
+
+    def select(self, function: str) -> set[str] | None:
+        """`packages`: only resolve and pin; `base`: also the base tree (what extensions build against)."""
+        return {"packages": {"packages"}, "base": {"packages", "base"}}.get(function)
 
     def trees(self) -> list[Path]:
         return [*super().trees(), self.p.system]
@@ -261,7 +265,9 @@ class DebianLive(Build):
                 done.append(files.apply(fs, c.files))
             release = f"pebuilder live ({c.base.variant}, Debian {c.base.suite}, {self.arch().debian})"
             base.system_files(fs, base.inittab(self.arch().console, c.boot.serial_getty, c.boot.autologin),
-                              c.services.bootlocal, c.boot.hostname or "pebuilder", release)
+                              c.services.bootlocal, c.boot.hostname or "pebuilder", release,
+                              extensions.repo_path(c.base.suite, self.arch()),
+                              c.extensions.mirrors[0] if c.extensions.mirrors else None)
             fs.meta.save(self.p.system_meta)
             return ", ".join(done) or "system files"
 
@@ -292,16 +298,53 @@ class DebianLive(Build):
                      values={"c": i.compression, "l": i.level, "media": self.media_label(), "data": data_label},
                      outputs=[self.p.initrd])
 
-    def extensions(self) -> Stage:
-        from pebuilder.debian import live_ext
-
+    def from_debian(self) -> list[str]:
+        """Extensions the config names that no local folder holds: built from Debian packages."""
         ext = self.cfg.extensions
+        return [n for n in [*ext.onboot, *ext.ondemand] if not live_ext.find(n, ext.dirs)]
+
+    def extensions(self) -> Stage:
+        ext = self.cfg.extensions
+        built_dir = self.p.products / "ext-debian"
 
         def action() -> str:
-            return live_ext.write_folder(self.p.ext, ext.dirs, ext.onboot, ext.ondemand)
+            rmtree(built_dir)
+            wanted = self.from_debian()
+            note = ""
+            if wanted:
+                built = self.extension_builder().build([n.removesuffix(".tcz") for n in wanted], built_dir)
+                note = f"; from Debian: {', '.join(b.name for b in built)}"
+            dirs = [*ext.dirs, built_dir] if wanted else list(ext.dirs)
+            return live_ext.write_folder(self.p.ext, dirs, ext.onboot, ext.ondemand) + note
 
-        return Stage("extensions", action, files=lambda: live_ext.local_files(ext.dirs, ext.onboot, ext.ondemand),
-                     values={"onboot": ext.onboot, "ondemand": ext.ondemand}, outputs=[self.p.ext])
+        def local() -> list[Path]:
+            names = [n for n in [*ext.onboot, *ext.ondemand] if n not in self.from_debian()]
+            return live_ext.local_files(ext.dirs, names, [])
+
+        return Stage("extensions", action, after=["packages", "base"], files=local,
+                     values=lambda: {"onboot": ext.onboot, "ondemand": ext.ondemand, "debian": self.from_debian()},
+                     outputs=[self.p.ext])
+
+    def extension_builder(self) -> extensions.Builder:
+        """Extensions from Debian packages, against what this build's base holds."""
+        b = self.cfg.base
+        archive = lock.open_archive(b.suite, self.arch(), b.mirror, self.cache, self.cfg.extensions.offline)
+        return extensions.Builder(archive, self.arch(), self.cache, self.have(archive), trim=b.trim)
+
+    def have(self, archive: Any) -> Any:
+        """What the base holds: dpkg's status for minbase, the pinned packages for tiny."""
+        from pebuilder.debian.resolve import Have
+
+        status = self.p.base / "var/lib/dpkg/status"
+        if self.cfg.base.variant == "minbase":
+            if not status.is_file():
+                raise PebuilderError(f"the minbase base is not built yet ({status} is missing); run pebuilder build "
+                                     "on this config first", Exit.USAGE)
+            return Have.from_status(status.read_text())
+        lk = self.lockfile()
+        versions = {p.name: p.version for p in [*lk.group("base"), *lk.group("boot")] if p.name == "busybox-static"
+                    or p in lk.group("base")}
+        return Have.from_versions(versions, archive)
 
     def entry(self, media: str) -> Any:
         from pebuilder.outputs.bootmenu import BootEntry
@@ -406,6 +449,17 @@ class DebianLive(Build):
         return Stage(f"disk-{spec.path.name}", action, after=["medium", "packages"],
                      values={**registry.to_data(spec), "cmd": self.cmdline(self.media_label(spec)),
                              "t": self.cfg.boot.timeout}, outputs=[spec.path])
+
+
+def build_extensions(cfg: Config, names: list[str], out_root: Path, compression: str = "gzip",
+                     force: bool = False) -> tuple[Path, list[extensions.Built]]:
+    """`pebuilder ext build`: Debian packages as a closed set of extensions in a repository folder."""
+    live = DebianLive(cfg)
+    live.run("base" if cfg.base.variant == "minbase" else "packages", force=force)
+    builder = live.extension_builder()
+    builder.compression = compression
+    folder = out_root / extensions.repo_path(cfg.base.suite, live.arch())
+    return folder, builder.build(names, folder)
 
 
 def default_config(out: Path, overrides: list[tuple[str, Any, bool]] | None = None) -> Config:

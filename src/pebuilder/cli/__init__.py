@@ -21,6 +21,8 @@ log = logging.getLogger("pebuilder")
 def _build_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the stage report as JSON")
     p.add_argument("--force", action="store_true", help="rerun every stage, ignoring the cache")
+    p.add_argument("--refresh", action="store_true",
+                   help="Debian system: resolve the packages again against the mirror (newer versions)")
     overrides.add_flags(p)
 
 
@@ -57,6 +59,19 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--check", action="store_true", help="boot the result under QEMU and check its marker")
     _build_flags(b)
 
+    ex = sub.add_parser("ext", help="extensions")
+    ex_sub = ex.add_subparsers(dest="ext_command", required=True)
+    eb = ex_sub.add_parser("build", help="Debian packages as extensions (NAME.tcz + .dep, .md5.txt, .info, .list)")
+    eb.add_argument("packages", nargs="+", metavar="PKG")
+    eb.add_argument("--base", type=Path, metavar="CONFIG", help="the live system's config (default: the built-in "
+                    "tiny system); dependencies its base holds are not built")
+    eb.add_argument("--out", type=Path, default=Path("ext-repo"),
+                    help="repository folder; files go to OUT/<suite>/<arch>/tcz (default: ext-repo)")
+    eb.add_argument("--comp", choices=("gzip", "xz", "zstd"), default="gzip",
+                    help="squashfs compression (gzip: what every kernel, Tiny Core's too, can mount)")
+    eb.add_argument("--force", action="store_true")
+    overrides.add_flags(eb)
+
     dp = sub.add_parser("deps", help="resolve extensions as tce-load does: tree and load order")
     dp.add_argument("names", nargs="+")
     dp.add_argument("--ext-dir", action="append", type=Path, default=[])
@@ -85,6 +100,9 @@ def parser() -> argparse.ArgumentParser:
     bt.add_argument("--timeout", type=float, default=180)
     bt.add_argument("--memory", type=int, default=512, help="MiB")
     bt.add_argument("--net", action="store_true", help="user-mode network, restricted to the host")
+    bt.add_argument("--nic", default="", metavar="OPTS",
+                    help="more user-mode network options, e.g. guestfwd=tcp:10.0.2.100:80-tcp:127.0.0.1:8080 "
+                         "or hostfwd=tcp:127.0.0.1:2222-:22 (implies --net)")
     bt.add_argument("--drive-if", choices=("ide", "virtio", "scsi"), default="ide")
     bt.add_argument("--log", type=Path, help="keep the serial console here")
     bt.add_argument("--script", type=Path, metavar="FILE",
@@ -94,7 +112,7 @@ def parser() -> argparse.ArgumentParser:
 
 COMMANDS = {"doctor": tools.cmd_doctor, "config": builds.cmd_config, "inspect": tools.cmd_inspect,
             "remaster": builds.cmd_remaster, "build": builds.cmd_build, "boot": tools.cmd_boot,
-            "deps": tools.cmd_deps, "mirror": tools.cmd_mirror, "serve": tools.cmd_serve}
+            "deps": tools.cmd_deps, "ext": builds.cmd_ext, "mirror": tools.cmd_mirror, "serve": tools.cmd_serve}
 
 
 def main(argv: list[str] | None = None) -> int:

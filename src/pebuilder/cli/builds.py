@@ -44,6 +44,7 @@ def _run(cfg, args: argparse.Namespace, function: str) -> int:
     from pebuilder.engine.progress import Progress
 
     build = for_config(cfg)
+    build.refresh = getattr(args, "refresh", False)
     if function not in build.functions:
         print(f"pebuilder: error: {function!r} is not a function of a {build.system} build; use one of: "
               f"{', '.join(build.functions)}", file=sys.stderr)
@@ -102,3 +103,23 @@ def cmd_build(args: argparse.Namespace) -> int:
             print(f"built {cfg.output.iso.path}; check it boots with: pebuilder build --check")
         return rc
     return _run(load(args.config, args), args, "rebuild")
+
+
+def cmd_ext(args: argparse.Namespace) -> int:
+    from pebuilder.builds.debian import build_extensions, default_config
+    from pebuilder.fsutil import human_size
+
+    if args.base:
+        cfg = load(args.base, args)
+        if cfg.kind != "debian":
+            raise PebuilderError(f"{args.base} builds a {cfg.kind} system; ext build needs a Debian live config",
+                                 Exit.USAGE)
+    else:
+        cfg = default_config(Path("out").resolve(), overrides.collect(args))
+    folder, built = build_extensions(cfg, args.packages, args.out.resolve(), args.comp, args.force)
+    print(f"{len(built)} extensions in {folder}:")
+    for b in built:
+        deps = ", ".join(f"{d}.tcz" for d in b.deps) or "-"
+        print(f"  {b.name + '.tcz':<32} {b.version:<24} .deb {human_size(b.deb_size):>9}  "
+              f".tcz {human_size(b.tcz.stat().st_size):>9}  deps: {deps}")
+    return 0

@@ -86,7 +86,7 @@ def cmd_boot(args: argparse.Namespace) -> int:
 
     res = boot(args.image, expect=args.expect, firmware=firmware, media=media, arch=target.name,
                timeout=args.timeout, memory=args.memory, net=args.net, log_path=args.log,
-               drive_if=args.drive_if, on_seen=seen, script=script)
+               drive_if=args.drive_if, on_seen=seen, script=script, nic=args.nic)
     if res.ok:
         print(f"booted: all {len(res.seen)} expected texts seen in {res.seconds:.1f} s "
               f"(serial log: {res.log_path})")

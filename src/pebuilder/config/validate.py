@@ -40,7 +40,7 @@ MAX_ID = 2**32 - 2  # (uid_t)-1 means "no change" to chown: never a real owner
 
 
 def hostname(v: str) -> str | None:
-    if not HOSTNAME.match(v):
+    if not HOSTNAME.fullmatch(v):
         return (f"{v!r} is not a host name (RFC 1123: letters, digits and '-', dot-separated labels of at most "
                 "63 characters, 253 in all)")
     return None
@@ -49,8 +49,8 @@ def hostname(v: str) -> str | None:
 def boot_code(v: str) -> str | None:
     if len(v) > BOOT_CODE_MAX:
         return f"a boot code of {len(v)} characters is too long (at most {BOOT_CODE_MAX})"
-    if not BOOT_CODE.match(v):
-        bad = sorted({c for c in v if not BOOT_CODE.match(c)})
+    if not BOOT_CODE.fullmatch(v):
+        bad = sorted({c for c in v if not BOOT_CODE.fullmatch(c)})
         shown = ", ".join(repr(c) for c in bad[:6])
         return (f"{v!r} holds {shown}; a boot code is one word of letters, digits and _ . , : / = + @ % ~ ? ! - "
                 "(no spaces, quotes, ; { } | & $ < > # or backslash, which GRUB or ISOLINUX would read as syntax)")
@@ -65,20 +65,20 @@ def cmdline(codes: list[str]) -> str | None:
 
 
 def user_name(v: str) -> str | None:
-    if not USER_NAME.match(v):
+    if not USER_NAME.fullmatch(v):
         return (f"{v!r} is not a valid user name (Debian's rule: a lower-case letter or _, then lower-case "
                 "letters, digits, _ or -, at most 32 characters)")
     return None
 
 
 def shell(v: str) -> str | None:
-    if not SHELL.match(v):
+    if not SHELL.fullmatch(v):
         return f"{v!r} is not a shell path (an absolute path of letters, digits and _ . / + -)"
     return None
 
 
 def crypt_hash(v: str) -> str | None:
-    if not CRYPT.match(v) or v == "":
+    if not CRYPT.fullmatch(v) or v == "":
         return (f"{v!r} is not a crypt(3) hash such as $6$salt$hash (or one prefixed with ! to lock it); "
                 "make one with: openssl passwd -6")
     return None
@@ -104,7 +104,7 @@ def authorized_key(v: str) -> str | None:
 
 
 def url(v: str) -> str | None:
-    if not URL.match(v):
+    if not URL.fullmatch(v):
         return (f"{v!r} is not an http:// or https:// URL made of URL characters (no spaces, quotes, "
                 "; $ ` | & < > or backslash)")
     return None
@@ -118,20 +118,20 @@ def repo(v: str) -> str | None:
 
 
 def deb_name(v: str) -> str | None:
-    if not DEB_NAME.match(v):
+    if not DEB_NAME.fullmatch(v):
         return f"{v!r} is not a Debian package name (lower-case letters, digits and + . -)"
     return None
 
 
 def module_name(v: str) -> str | None:
-    if not MODULE.match(v):
+    if not MODULE.fullmatch(v):
         return f"{v!r} is not a kernel module name (letters, digits, _ and -)"
     return None
 
 
 def label(max_len: int) -> Check:
     def check(v: str) -> str | None:
-        if not 1 <= len(v) <= max_len or not LABEL.match(v):
+        if not 1 <= len(v) <= max_len or not LABEL.fullmatch(v):
             return f"{v!r}: a label is 1 to {max_len} characters of letters, digits, _ . and -"
         return None
 

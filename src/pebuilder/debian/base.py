@@ -25,7 +25,7 @@ from pebuilder.runner import run, which
 LIVE = Path(__file__).resolve().parent / "live"
 
 DIRS = {"usr": 0o755, "usr/bin": 0o755, "usr/sbin": 0o755, "usr/lib": 0o755, "etc": 0o755, "etc/init.d": 0o755,
-        "etc/pebuilder": 0o755, "root": 0o700, "home": 0o755, "tmp": 0o1777, "var": 0o755, "var/log": 0o755,
+        "etc/pebuilder": 0o755, "etc/sysconfig": 0o755, "root": 0o700, "home": 0o755, "tmp": 0o1777, "var": 0o755, "var/log": 0o755,
         "var/tmp": 0o1777, "var/lib": 0o755, "run": 0o755, "proc": 0o555, "sys": 0o555, "dev": 0o755,
         "mnt": 0o755, "media": 0o755, "opt": 0o755, "os": 0o755, "ext": 0o755, "data": 0o755,
         "usr/share": 0o755, "usr/share/udhcpc": 0o755, "usr/local": 0o755, "usr/local/bin": 0o755,
@@ -150,12 +150,18 @@ def install_busybox(fs: FsRoot, busybox: Path, only_missing: bool) -> int:
     return count
 
 
-def system_files(fs: FsRoot, inittab: str, rc_local: list[str], hostname: str, release: str) -> None:
-    """What turns a base into the live system: init's table and scripts, DHCP, identity."""
+def system_files(fs: FsRoot, inittab: str, rc_local: list[str], hostname: str, release: str, repo: str,
+                 mirror: str | None) -> None:
+    """What turns a base into the live system: init's table and scripts, DHCP, identity, tce-load."""
     fs.write("etc/inittab", inittab, 0o644)
     for name, rel in (("rcS", "etc/init.d/rcS"), ("rcK", "etc/init.d/rcK"),
-                      ("udhcpc.script", "usr/share/udhcpc/default.script")):
+                      ("udhcpc.script", "usr/share/udhcpc/default.script"), ("tce-load", "usr/bin/tce-load")):
         fs.copy_from(LIVE / name, rel, 0o755)
+    fs.mkdir("etc/sysconfig", 0o755, keep=True)
+    fs.write("etc/pebuilder/tcerepo", repo + "\n", 0o644)
+    if mirror:
+        fs.write("etc/sysconfig/tcemirror", mirror.rstrip("/") + "/\n", 0o644)
+    fs.mkdir("usr/local/tce.installed", 0o775, 0, 50, keep=True)
     fs.write("etc/hostname", hostname + "\n", 0o644)
     fs.write("etc/pebuilder/release", release + "\n", 0o644)
     if not fs.is_file("etc/os-release") and not fs.is_file("usr/lib/os-release"):

@@ -13,6 +13,13 @@ from pebuilder.fsroot import FsRoot
 from pebuilder.fsutil import rmtree
 
 
+def find(name: str, dirs: list[Path]) -> Path | None:
+    try:
+        return locate(tcz_name(name), dirs)
+    except ExtensionMissing:
+        return None
+
+
 def _closure(dirs: list[Path], names: list[str]) -> list[str]:
     res = resolve([tcz_name(n) for n in names], local_deps(dirs, None))
     if res.missing:

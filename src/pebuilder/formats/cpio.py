@@ -7,8 +7,10 @@ template's real owners back, and device nodes survive without mknod.
 
 from __future__ import annotations
 
+import lzma
 import os
 import stat
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,7 +71,11 @@ class _Stream:
         out = self.buf[:n]
         self.buf = self.buf[n:]
         while len(out) < n:
-            chunk = self.f.read(min(max(n - len(out), 65536), CHUNK))
+            try:
+                chunk = self.f.read(min(max(n - len(out), 65536), CHUNK))
+            except (EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
+                raise CpioError(f"{self.source}: the compressed data is cut short or corrupt ({exc}); "
+                                "truncated initrd?") from None
             if not chunk:
                 break
             need = n - len(out)

@@ -145,7 +145,7 @@ def make(tree: Path, meta: TreeMeta, out: Path, *, compression: str = "xz", bloc
             if kind:
                 pseudo.append(f"{_pseudo_name(rel)} {kind} {stat.S_IMODE(mode):o} {uid} {gid} {major} {minor}")
             elif stat.S_ISFIFO(mode):
-                pseudo.append(f"{_pseudo_name(rel)} i {stat.S_IMODE(mode):o} {uid} {gid} p")
+                pseudo.append(f"{_pseudo_name(rel)} i {stat.S_IMODE(mode):o} {uid} {gid} f")  # f: a fifo
             continue
         # Owners come from the metadata (root for anything not recorded), never from the builder:
         # only entries whose host owner or mode differ need a line, so a root build's list stays short.

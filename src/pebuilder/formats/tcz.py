@@ -31,7 +31,7 @@ def tcz_name(name: str) -> str:
 
 def ext_name(v: str) -> str | None:
     """None for a plain file name; else why not (names become paths in caches and images)."""
-    if not PLAIN_NAME.match(v) or ".." in v:
+    if not PLAIN_NAME.fullmatch(v) or ".." in v:
         return f"{v!r} is not a plain extension file name (letters, digits and . _ + -, no '/' or '..')"
     return None
 

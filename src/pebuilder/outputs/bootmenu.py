@@ -39,7 +39,7 @@ SAFE_WORD = re.compile(r"^[A-Za-z0-9_.,:/=+@%~?!-]+$")
 def grub_word(word: str) -> str:
     """A word for GRUB's `linux`/`initrd` lines: as is when it is plain, quoted when it is not
     (template-supplied words were never checked against the config's grammar)."""
-    return word if SAFE_WORD.match(word) else grub_quote(word)
+    return word if SAFE_WORD.fullmatch(word) else grub_quote(word)
 
 
 def plain_title(text: str) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 from pebuilder.errors import Exit, PebuilderError
 from pebuilder.formats import cpio
 from pebuilder.formats.kernel import bzimage_is_64bit, bzimage_version, elf_arch
+from pebuilder.fsroot import FsRoot
 from pebuilder.tinycore import isolinux_cfg
 
 TC_MARKERS = ("etc/init.d/tc-config", "usr/bin/tce-load")
@@ -36,9 +37,11 @@ class TemplateInfo:
 
 
 def find_isolinux_cfg(tree: Path) -> str:
+    """The config's path with every link resolved inside the tree (a link to a host file is not found)."""
+    fs = FsRoot(tree)
     for cand in isolinux_cfg.CANDIDATES:
-        if (tree / cand).is_file():
-            return cand
+        if fs.is_file(cand):
+            return fs.rel(fs.path(cand))
     raise PebuilderError(
         f"no isolinux.cfg in the template (looked for {', '.join(isolinux_cfg.CANDIDATES)}); a Tiny Core "
         "ISO boots through isolinux with boot/isolinux/isolinux.cfg", Exit.NO_ISOLINUX_CFG)
@@ -53,12 +56,14 @@ def boot_entry(tree: Path, cfg_rel: str) -> tuple[str, str, list[str], list[str]
     if not label.initrds:
         raise PebuilderError(f"{cfg_rel}: label {label.name!r} names no initrd; a Tiny Core ISO boots "
                              "an initrd such as /boot/corepure64.gz", Exit.NO_TEMPLATE)
+    fs = FsRoot(tree)
     kernel = label.kernel.lstrip("/")
     initrds = [i.lstrip("/") for i in label.initrds]
     for rel in [kernel, *initrds]:
-        if not (tree / rel).is_file():
+        if not fs.is_file(rel):
             raise PebuilderError(f"{cfg_rel} names /{rel}, which is not in the ISO", Exit.NO_TEMPLATE)
-    return label.name, kernel, initrds, label.append
+    # Later stages join these to the tree: give them with links resolved inside it, never to the host.
+    return label.name, fs.rel(fs.path(kernel)), [fs.rel(fs.path(i)) for i in initrds], label.append
 
 
 def describe(tree: Path) -> TemplateInfo:

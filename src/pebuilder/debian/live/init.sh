@@ -216,6 +216,11 @@ else
 	say "changes are kept in RAM"
 fi
 mkdir -p "$UPPER/upper" "$UPPER/work"
+# Links tce-load made into /run/ext last time would now dangle and hide the same files of extensions
+# stacked as layers at this boot: remove them from the kept changes.
+find "$UPPER/upper" -type l 2>/dev/null | while read -r l; do
+	case "$(readlink "$l")" in /run/ext/*) rm -f "$l" ;; esac
+done
 if ! mount -t overlay overlay -o "lowerdir=$LOWER,upperdir=$UPPER/upper,workdir=$UPPER/work" /newroot; then
 	rescue "cannot mount the overlay (lowerdir=$LOWER)"
 fi
