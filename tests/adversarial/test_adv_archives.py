@@ -8,7 +8,6 @@ import hashlib
 import os
 import shutil
 import stat
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -23,8 +22,8 @@ from adversarial.helpers import (
     initrd_entries,
     initrd_member,
     iso_member,
-    make_template,
     make_tcz,
+    make_template,
     newc,
     tc_config,
     tmp_leftovers,

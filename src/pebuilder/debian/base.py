@@ -25,10 +25,10 @@ from pebuilder.runner import run, which
 LIVE = Path(__file__).resolve().parent / "live"
 
 DIRS = {"usr": 0o755, "usr/bin": 0o755, "usr/sbin": 0o755, "usr/lib": 0o755, "etc": 0o755, "etc/init.d": 0o755,
-        "etc/pebuilder": 0o755, "etc/sysconfig": 0o755, "root": 0o700, "home": 0o755, "tmp": 0o1777, "var": 0o755, "var/log": 0o755,
-        "var/tmp": 0o1777, "var/lib": 0o755, "run": 0o755, "proc": 0o555, "sys": 0o555, "dev": 0o755,
-        "mnt": 0o755, "media": 0o755, "opt": 0o755, "os": 0o755, "ext": 0o755, "data": 0o755,
-        "usr/share": 0o755, "usr/share/udhcpc": 0o755, "usr/local": 0o755, "usr/local/bin": 0o755,
+        "etc/pebuilder": 0o755, "etc/sysconfig": 0o755, "root": 0o700, "home": 0o755, "tmp": 0o1777,
+        "var": 0o755, "var/log": 0o755, "var/tmp": 0o1777, "var/lib": 0o755, "run": 0o755, "proc": 0o555,
+        "sys": 0o555, "dev": 0o755, "mnt": 0o755, "media": 0o755, "opt": 0o755, "os": 0o755, "ext": 0o755,
+        "data": 0o755, "usr/share": 0o755, "usr/share/udhcpc": 0o755, "usr/local": 0o755, "usr/local/bin": 0o755,
         "usr/local/tce.installed": 0o775}
 MERGED = {"bin": "usr/bin", "sbin": "usr/sbin", "lib": "usr/lib"}
 
