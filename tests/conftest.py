@@ -21,20 +21,23 @@ import subprocess
 import sys
 from pathlib import Path
 
+import fixtures as tc_fixtures
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = Path(os.environ.get("PEBUILDER_FIXTURES", ROOT.parent / "shared" / "fixtures" / "tinycore"))
+TEST_CACHE = ROOT / ".test-cache"
+# Session-wide, before any test or subprocess runs: pebuilder (in-process and through the CLI, which
+# inherits the environment) keeps its downloads here.
+os.environ["PEBUILDER_CACHE"] = str(TEST_CACHE)
+# $PEBUILDER_FIXTURES, else ../shared/fixtures/tinycore, else the pinned files downloaded (once, verified)
+# from Tiny Core's mirror into the test cache: see fixtures.py.
+LOCATED = tc_fixtures.locate()
+FIXTURES = LOCATED.folder or LOCATED.expected
 TCZ = FIXTURES / "tcz-14.x-x86_64"
 ROOTFS = FIXTURES / "tc6.4.1-x86_64" / "rootfs64.gz"
 VMLINUZ = FIXTURES / "tc6.4.1-x86_64" / "vmlinuz64"
 ISOLINUX = FIXTURES / "tc6.x-corepure64-isolinux"
 EXT_MARKER = "PEBUILDER-EXT-MARKER-OK"
-
-TEST_CACHE = ROOT / ".test-cache"
-# Session-wide, before any test or subprocess runs: pebuilder (in-process and through the CLI, which
-# inherits the environment) keeps its downloads here.
-os.environ["PEBUILDER_CACHE"] = str(TEST_CACHE)
 
 needs_fixtures = pytest.mark.needs_fixtures
 
@@ -45,12 +48,41 @@ def _flag(name: str) -> bool:
 
 def require_fixtures() -> None:
     """Skip (or, with PEBUILDER_REQUIRE_FIXTURES=1, fail) when the Tiny Core fixtures are absent."""
-    if FIXTURES.is_dir():
+    if LOCATED.folder is not None:
         return
-    reason = f"Tiny Core fixtures not found at {FIXTURES} (../shared absent; set PEBUILDER_FIXTURES)"
     if _flag("PEBUILDER_REQUIRE_FIXTURES"):
-        pytest.fail(reason + " and PEBUILDER_REQUIRE_FIXTURES=1", pytrace=False)
-    pytest.skip(reason)
+        pytest.fail(f"{MISSING} ({LOCATED.reason}) and PEBUILDER_REQUIRE_FIXTURES=1", pytrace=False)
+    pytest.skip(f"{MISSING} (how to get them: see the end of the run)")
+
+
+MISSING = "Tiny Core fixtures missing"
+
+
+def pytest_report_header(config) -> str | None:
+    if LOCATED.folder is not None:
+        return f"Tiny Core fixtures: {LOCATED.folder} ({LOCATED.source})"
+    return None
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """The one loud explanation of the fixture skips, with the commands that end them."""
+    if LOCATED.folder is not None:
+        return
+    hit = [r for kind in ("skipped", "failed", "error") for r in terminalreporter.stats.get(kind, [])
+           if MISSING in str(getattr(r, "longrepr", ""))]
+    if not hit:
+        return
+    tr = terminalreporter
+    cmd = " ".join(["pytest", *config.invocation_params.args])
+    tr.write_sep("!", f"{len(hit)} tests did not run: {MISSING}", red=True, bold=True)
+    for note in LOCATED.notes:
+        tr.write_line(f"  {note}", red=True)
+    tr.write_line("Run the whole suite with one of:", bold=True)
+    tr.write_line(f"  PEBUILDER_FIXTURES=/path/to/fixtures/tinycore {cmd}")
+    tr.write_line(f"  {cmd}    # where http://tinycorelinux.net/ is reachable: the pinned files are downloaded once "
+                  f"into {LOCATED.expected}")
+    tr.write_line(f"  PEBUILDER_TC_MIRROR=http://<a Tiny Core mirror>/ {cmd}")
+    tr.write_line("(the files, their md5s and their places on the mirror are listed in tests/fixtures.py)")
 
 
 def network_unavailable(reason: str) -> None:

@@ -60,7 +60,7 @@ def test_default_medium_layout_and_size(default, tmp_path):
     image = default / "pebuilder-default.iso"
     assert image.stat().st_size <= 20 << 20, f"tiny ISO is {image.stat().st_size} bytes (goal: 20 MiB)"
     files = set(iso.list_files(image))
-    assert {"/boot/vmlinuz", "/boot/initrd.gz", "/os/core.sqfs", "/ext/onboot.lst", "/boot/grub/grub.cfg",
+    assert {"/boot/vmlinuz", "/boot/initrd.img", "/os/core.sqfs", "/ext/onboot.lst", "/boot/grub/grub.cfg",
             "/boot/isolinux/isolinux.cfg", "/boot/isolinux/isolinux.bin"} <= files
     core = iso.extract_files(image, ["os/core.sqfs"], tmp_path)["os/core.sqfs"]
     listing = subprocess.run(["unsquashfs", "-lln", str(core)], capture_output=True, text=True, check=True).stdout
@@ -102,7 +102,7 @@ def test_wrong_label_gives_a_message_and_a_shell(default, tmp_path):
     work = default / "work" / "image" / "boot"
     script = [("expect", "cannot find the boot medium LABEL=NOSUCHDISK"), ("expect", "dropping to a shell"),
               ("send", "\n"), ("send", "echo rescue-''shell-ok\n"), ("expect", "rescue-shell-ok")]
-    extra = ["-kernel", str(work / "vmlinuz"), "-initrd", str(work / "initrd.gz"),
+    extra = ["-kernel", str(work / "vmlinuz"), "-initrd", str(work / "initrd.img"),
              "-append", "console=ttyS0,115200 pb.media=LABEL=NOSUCHDISK pb.wait=2"]
     _, log = run_console(default / "pebuilder-default.iso", script, tmp_path / "serial.log", timeout=120,
                          extra=extra)

@@ -75,7 +75,7 @@ AARCH64 = Arch(
     qemu="qemu-system-aarch64", qemu_machine_bios=None, qemu_machine_uefi="virt", qemu_cpu="cortex-a57",
     console="ttyAMA0",
     uefi_firmware=Firmware("/usr/share/AAVMF/AAVMF_CODE.fd", "/usr/share/AAVMF/AAVMF_VARS.fd", "qemu-efi-aarch64"),
-    squashfs_bcj="arm64", kernel_flavour="arm64", cloud_flavour="cloud-arm64",
+    squashfs_bcj=None, kernel_flavour="arm64", cloud_flavour="cloud-arm64",
 )
 
 ALL: tuple[Arch, ...] = (X86_64, I386, AARCH64)

@@ -28,12 +28,12 @@ from adversarial.helpers import (
     tc_config,
     tmp_leftovers,
 )
-from conftest import TCZ, make_template_tree, needs_fixtures
+from conftest import ROOTFS, TCZ, make_template_tree, needs_fixtures, ssh_public_key
 from mirror_server import MirrorServer
 
 from pebuilder.errors import Exit, PebuilderError
 from pebuilder.formats import cpio, iso
-from pebuilder.fsroot import Budget
+from pebuilder.fsroot import Budget, FsRoot
 
 GIB = 1 << 30
 
@@ -59,14 +59,11 @@ def test_cpio_hard_link_through_later_symlink_stays_inside(tmp_path):
     archive = tmp_path / "evil.cpio"
     archive.write_bytes(hardlink_trick(canary.file))
     dest = tmp_path / "x"
-    try:
-        cpio.extract(archive, dest, tmp_path / "meta.json")
-    except PebuilderError as exc:
-        assert exc.code == Exit.UNSAFE_ARCHIVE
+    cpio.extract(archive, dest, tmp_path / "meta.json")
     canary.check()
     assert (dest / "h1").is_symlink()
-    if (dest / "h2").exists():
-        assert not (dest / "h2").is_symlink() and os.stat(dest / "h2").st_ino != os.stat(canary.file).st_ino
+    assert not (dest / "h2").is_symlink() and (dest / "h2").read_bytes() == b"EVIL from h2\n"
+    assert os.stat(dest / "h2").st_nlink == 1  # not linked to what h1 pointed at, nor to the first h1
 
 
 @pytest.mark.parametrize("members", [
@@ -89,16 +86,15 @@ def test_cpio_hard_link_through_later_symlink_stays_inside(tmp_path):
 ], ids=["symlinked-parent", "group-head-is-link", "group-member-replaced", "relative-climb"])
 def test_cpio_link_tricks_never_touch_the_host(tmp_path, members):
     canary = Canary(tmp_path)
-    for m in members:
-        if isinstance(m.get("data"), str):
-            m["data"] = m["data"].replace("CANARY", str(canary.dir))
+    members = [{**m, "data": m["data"].replace("CANARY", str(canary.dir))} if isinstance(m.get("data"), str)
+               else m for m in members]
     archive = tmp_path / "evil.cpio"
     archive.write_bytes(newc(members))
-    try:
-        cpio.extract(archive, tmp_path / "x", tmp_path / "meta.json")
-    except PebuilderError as exc:
-        assert exc.code in (Exit.UNSAFE_ARCHIVE, Exit.USAGE), exc
+    cpio.extract(archive, tmp_path / "x", tmp_path / "meta.json")  # accepted: the links resolve inside
     canary.check()
+    for p in (tmp_path / "x").rglob("*"):
+        if p.is_file() and not p.is_symlink():
+            assert os.stat(p).st_ino not in {os.stat(c).st_ino for c in canary.dir.rglob("*")}
 
 
 @needs_fixtures
@@ -173,31 +169,98 @@ def test_extension_builtin_folder_link_to_host_dir(tmp_path, template_iso):
     assert initrd_member(out, "tmp/builtin/onboot.lst", tmp_path / "g2") == b"kmaps.tcz\n"
 
 
+HOSTILE_LINKS = {  # path in the template's initrd -> where it points on the host (under the canary)
+    "tmp/setup.lst": "file.txt", "tmp/builtin": "empty", "usr/local/tce.installed/pbtest": "sub/passwd",
+    "etc/passwd": "sub/passwd", "etc/shadow": "sub/shadow", "etc/group": "sub/group", "etc/sudoers": "file.txt",
+    "etc/inittab": "file.txt", "etc/securetty": "file.txt", "opt/bootlocal.sh": "file.txt",
+    "opt/.filetool.lst": "file.txt", "home/alice": "empty", "usr/local/etc/ssl": "empty", "usr/local/etc/ssh": "sub",
+    "etc/skel/.X.d": "empty", "etc/sysconfig/Xserver": "file.txt", "etc/evil": "empty", "etc/motd": "file.txt",
+}
+
+
 @needs_fixtures
-def test_template_initrd_links_to_host_paths(tmp_path):
-    """The same redirections planted in the template's own initrd instead of an extension."""
+def test_template_initrd_links_redirect_no_customisation(tmp_path):
+    """The same redirections planted in the template's own initrd, aimed at every file customisation
+    writes: accounts, sudoers, inittab, boot scripts, SSH, CA bundle, kiosk, overlay files."""
     canary = Canary(tmp_path)
+    (canary.dir / "sub" / "ssh_host_rsa_key").write_text("host key of the build machine\n")
+    canary.rebase()
     tpl = make_template(tmp_path / "tpl.iso", extra_initrd=newc([
-        {"name": "tmp/setup.lst", "mode": LNK, "data": str(canary.file)},
-        {"name": "tmp/builtin", "mode": LNK, "data": str(canary.dir / "empty")},
-        {"name": "usr/local/tce.installed/pbtest", "mode": LNK, "data": str(canary.dir / "sub" / "passwd")},
-        {"name": "etc/passwd", "mode": LNK, "data": str(canary.dir / "sub" / "passwd")},
-        {"name": "etc/shadow", "mode": LNK, "data": str(canary.dir / "sub" / "shadow")},
-    ]))
+        {"name": rel, "mode": LNK, "data": str(canary.dir / target)} for rel, target in HOSTILE_LINKS.items()]))
     exts = tmp_path / "exts"
     evil_ext(exts, "pbtest", {})
     for f in TCZ.glob("kmaps.tcz*"):
         shutil.copy(f, exts / f.name)
+    pem = tmp_path / "ca.pem"
+    pem.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    motd = tmp_path / "motd"
+    motd.write_text("overlay motd\n")
+    keys = tmp_path / "hostkeys"
+    keys.mkdir()
+    (keys / "ssh_host_ed25519_key").write_text("supplied key\n")
+    (keys / "ssh_host_ed25519_key.pub").write_text("supplied key.pub\n")
     cfg = tc_config(tmp_path, tpl, extensions={"dirs": [str(exts)], "initrd": ["pbtest"], "builtin": ["kmaps"]},
-                    users=[{"name": "alice", "uid": 1500, "password_hash": "$6$abcdefgh$" + "x" * 86}])
+                    users=[{"name": "alice", "uid": 1500, "password_hash": "$6$abcdefgh$" + "x" * 86, "sudo": True,
+                            "authorized_keys": [ssh_public_key()]}],
+                    boot={"serial_getty": True}, ssh={"enable": True, "host_keys": str(keys)},
+                    certificates={"bundle": str(pem)}, kiosk={"url": "http://kiosk.example/"},
+                    services={"bootlocal": ["echo hi"], "filetool": ["home/alice"]},
+                    files=[{"source": str(motd), "dest": "/etc/evil/motd"}, {"source": str(motd), "dest": "/etc/motd"}])
     assert_ok(build(cfg))
     canary.check()
     out = tmp_path / "out" / "x.iso"
-    entries = initrd_entries(out, tmp_path / "got")
+    # every file is where the booted system will look for it (links resolved as if the image were /)
+    booted = FsRoot(tmp_path / "work" / "extract")
     for name in ("tmp/setup.lst", "usr/local/tce.installed/pbtest", "tmp/builtin/onboot.lst", "etc/passwd",
-                 "etc/shadow"):
-        assert entries[name].kind == "file", name
+                 "etc/shadow", "etc/group", "etc/sudoers", "etc/inittab", "opt/bootlocal.sh", "opt/.filetool.lst",
+                 "home/alice/.ssh/authorized_keys", "usr/local/etc/ssl/certs/ca-certificates.crt",
+                 "usr/local/etc/ssh/sshd_config", "usr/local/etc/ssh/ssh_host_ed25519_key", "etc/skel/.X.d/kiosk",
+                 "etc/sysconfig/Xserver", "etc/evil/motd", "etc/motd"):
+        assert booted.is_file(name), name
+    assert booted.read_bytes("usr/local/etc/ssh/ssh_host_ed25519_key") == b"supplied key\n"
+    assert b"alice:" in booted.read_bytes("etc/passwd") and b"alice" in booted.read_bytes("etc/sudoers")
     assert initrd_member(out, "tmp/setup.lst", tmp_path / "g") == b"/usr/local/tce.installed/pbtest\n"
+    assert initrd_member(out, "etc/motd", tmp_path / "g3") == b"overlay motd\n"
+
+
+@needs_fixtures
+def test_setuid_bits_stay_in_metadata(tmp_path, template_iso):
+    exts = tmp_path / "exts"
+    make_tcz(exts, "evilsuid", {"usr/local/bin/evilsuid": "#!/bin/sh\n", "usr/local/bin/evilsgid": "#!/bin/sh\n"},
+             modes={"usr/local/bin/evilsuid": 0o4755, "usr/local/bin/evilsgid": 0o2711})
+    cfg = tc_config(tmp_path, template_iso, extensions={"dirs": [str(exts)], "initrd": ["evilsuid"]})
+    assert_ok(build(cfg))
+    extract = tmp_path / "work" / "extract"
+    host_bits = {p.relative_to(extract).as_posix(): stat.S_IMODE(p.lstat().st_mode) & 0o7000
+                 for p in extract.rglob("*") if not p.is_symlink()}
+    assert not {k: v for k, v in host_bits.items() if v}, "setuid/setgid/sticky bits on the builder's disk"
+    entries = initrd_entries(tmp_path / "out" / "x.iso", tmp_path / "got")
+    assert stat.S_IMODE(entries["usr/local/bin/evilsuid"].mode) == 0o4755
+    assert stat.S_IMODE(entries["usr/local/bin/evilsgid"].mode) == 0o2711
+    # the template's own setuid entries come back too
+    template_suid = {e.name for e in cpio.list_entries(ROOTFS) if e.kind == "file" and e.mode & 0o6000}
+    assert {n.removeprefix("./") for n in template_suid} <= {n for n, e in entries.items() if e.mode & 0o6000}
+
+
+@needs_fixtures
+@pytest.mark.parametrize("where", ["template", "extension", "files"])
+def test_entry_that_would_replace_a_folder(tmp_path, template_iso, where):
+    """A link or file where the image has a folder (home): refused with one line, naming the archive."""
+    canary = Canary(tmp_path)
+    tpl, over = template_iso, {}
+    if where == "template":
+        tpl = make_template(tmp_path / "tpl.iso", extra_initrd=newc([
+            {"name": "home", "mode": LNK, "data": str(canary.dir / "empty")}]))
+        code, needles = Exit.CPIO, ["corepure64.gz", "'home'"]
+    elif where == "extension":
+        make_tcz(tmp_path / "exts", "evilhome", {"x": "x"}, links={"home": str(canary.dir / "empty")})
+        over = {"extensions": {"dirs": [str(tmp_path / "exts")], "initrd": ["evilhome"]}}
+        code, needles = Exit.UNSAFE_ARCHIVE, ["evilhome.tcz", "'home'"]
+    else:
+        over = {"files": [{"source": str(canary.file), "dest": "/home"}]}
+        code, needles = Exit.CONFIG_INVALID, ["files[0].dest", "'home'"]
+    assert_error(build(tc_config(tmp_path, tpl, **over)), code, *needles)
+    canary.check()
 
 
 # -- device nodes, fifos and sparse giants in extensions ------------------------------------------------
@@ -249,7 +312,6 @@ def test_extensions_share_one_budget(tmp_path, template_iso):
 
 def test_squashfs_budget_unit(tmp_path):
     from pebuilder.formats import squashfs
-    from pebuilder.fsroot import FsRoot
 
     tcz = make_tcz(tmp_path, "s", {"a": "a"}, sparse={"big": 2 * GIB})
     with pytest.raises(PebuilderError) as exc:
@@ -270,17 +332,21 @@ def test_template_initrd_over_the_limit(tmp_path):
 # -- the template ISO ---------------------------------------------------------------------------------
 
 @needs_fixtures
-def test_template_boot_grub_link_to_host_dir(tmp_path):
+@pytest.mark.parametrize("link", ["boot/grub", "cde", "boot/grub/grub.cfg"])
+def test_template_iso_link_to_host_dir(tmp_path, link):
+    """A template ISO whose boot/grub (or cde/, where extensions go) is a link to a host folder."""
     canary = Canary(tmp_path)
 
     def edit(tree: Path) -> None:
-        os.symlink(str(canary.dir / "empty"), tree / "boot" / "grub")
+        (tree / link).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(str(canary.dir / ("file.txt" if link.endswith(".cfg") else "empty")), tree / link)
 
     tpl = make_template(tmp_path / "tpl.iso", edit=edit)
-    assert_ok(build(tc_config(tmp_path, tpl)))
+    assert_ok(build(tc_config(tmp_path, tpl, extensions={"dirs": [str(TCZ)], "onboot": ["kmaps"]})))
     canary.check()
     out = tmp_path / "out" / "x.iso"
-    assert "/boot/grub/grub.cfg" in iso.list_files(out)
+    files = iso.list_files(out)
+    assert {"/boot/grub/grub.cfg", "/cde/onboot.lst", "/cde/optional/kmaps.tcz"} <= set(files)
     assert "menuentry" in iso_member(out, "boot/grub/grub.cfg", tmp_path / "got").read_text()
 
 
@@ -359,15 +425,15 @@ def test_mirror_dep_names_cannot_climb_out_of_the_cache(tmp_path, template_iso, 
     for t in repo.glob("*.tcz"):
         (repo / f"{t.name}.md5.txt").write_text(f"{hashlib.md5(t.read_bytes()).hexdigest()}  {t.name}\n")
     (repo / "evildep.tcz.dep").write_text(_dep_text(line, canary))
-    # what the climbing name would fetch: served too, so only the name check stands in the way
-    (tmp_path / "mirror" / "tmp").mkdir()
     cache = tmp_path / "cache"
+    host_tmp = {p.name for p in Path("/tmp").glob("x*")}
     with MirrorServer(tmp_path / "mirror") as srv:
         cfg = tc_config(tmp_path, template_iso, extensions={"dirs": [], "mirrors": [srv.url], "onboot": ["evildep"]})
         proc = build(cfg, env={"PEBUILDER_CACHE": str(cache)})
     assert_error(proc, Exit.EXTENSION_MISSING, "not a plain extension file name")
     canary.check()
-    assert not Path("/tmp/x.tcz").exists() or line != TRAVERSALS[0]
+    assert {p.name for p in Path("/tmp").glob("x*")} <= host_tmp
+    assert not [p for p, _ in srv.requests if ".." in p or "canary" in p]  # the climbing name is never asked for
     outside = [p for p in tmp_path.rglob("*") if p.name.startswith(("x.tcz", "y.tcz"))]
     assert outside == []
 
@@ -397,7 +463,6 @@ def test_budget_counts_entries_too():
 
 def test_fifo_in_squashfs_unit_never_blocks(tmp_path):
     from pebuilder.formats import squashfs
-    from pebuilder.fsroot import FsRoot
 
     tcz = make_tcz(tmp_path, "f", {"a": "a"}, pseudo=["pipe i 644 0 0 f", "zero c 666 0 0 1 5"])
     fs = FsRoot(tmp_path / "root")
@@ -407,3 +472,19 @@ def test_fifo_in_squashfs_unit_never_blocks(tmp_path):
         assert stat.S_ISREG(st.st_mode) and st.st_size == 0, name
         assert name in fs.meta.specials
     assert fs.read_bytes("zero") is None
+
+
+def test_specials_survive_a_squashfs_round_trip(tmp_path):
+    """Device nodes and fifos recorded from an extension are written back into a squashfs as such."""
+    from pebuilder.formats import squashfs
+
+    tcz = make_tcz(tmp_path, "sp", {"a": "a", "dev/.keep": ""},
+                   pseudo=["dev/pipe i 644 0 0 f", "dev/zero c 666 0 0 1 5", "dev/sda b 660 0 6 8 0"])
+    fs = FsRoot(tmp_path / "root")
+    squashfs.extract(tcz, fs, tmp_path / "scratch", Budget())
+    out = tmp_path / "again.sqfs"
+    squashfs.make(tmp_path / "root", fs.meta, out, compression="gzip", scratch=tmp_path / "scratch")
+    kinds = {e.name: (stat.S_IFMT(e.mode), e.major, e.minor) for e in squashfs.listing(out)}
+    assert kinds["dev/pipe"][0] == stat.S_IFIFO
+    assert kinds["dev/zero"] == (stat.S_IFCHR, 1, 5)
+    assert kinds["dev/sda"] == (stat.S_IFBLK, 8, 0)

@@ -13,6 +13,7 @@ from adversarial.helpers import grub_linux_words, grub_script_check, grub_words,
 from conftest import ssh_public_key
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from pebuilder.config import ezcfg, registry
 from pebuilder.customise import accounts
@@ -22,6 +23,8 @@ from pebuilder.fsroot import FsRoot
 from pebuilder.outputs.bootmenu import BootEntry, grub_cfg, grub_quote, grub_word
 from pebuilder.tinycore import isolinux_cfg
 
+# hypothesis keeps caches in ./.hypothesis; not in the checkout (no example database either: every run explores)
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "pebuilder-hypothesis")
 SETTINGS = settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 TEMPLATE = "/nonexistent/CorePure64.iso"
 PRISTINE = ("display boot.msg\nDEFAULT tc\nLABEL tc\n  KERNEL /boot/vmlinuz64\n"

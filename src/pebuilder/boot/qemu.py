@@ -68,6 +68,14 @@ def qemu_command(image: Path, *, firmware: str, media: str, arch: str, memory: i
         assert vars_copy is not None
         argv += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={fw.code}",
                  "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}"]
+    if media == "network":
+        # iPXE from QEMU's option ROM gets DHCP and TFTP from QEMU itself: `image` is the folder served.
+        argv += ["-boot", "n"]
+        net_opts = f"user,restrict=on,model=virtio-net-pci,tftp={image},bootfile=boot.ipxe"
+        argv += ["-nic", net_opts + (f",{nic}" if nic else "")]
+        for d in disks or []:
+            argv += ["-drive", f"file={d},format={_format(d)},if=virtio" + ("" if writable else ",snapshot=on")]
+        return argv + (extra or [])
     if media == "cdrom":
         if not a.bios:
             argv += ["-drive", f"file={image},format=raw,if=none,id=cd0,media=cdrom,readonly=on",
@@ -78,7 +86,7 @@ def qemu_command(image: Path, *, firmware: str, media: str, arch: str, memory: i
         iface = "virtio" if not a.bios else drive_if
         argv += ["-drive", f"file={image},format={_format(image)},if={iface}" + ("" if writable else ",snapshot=on")]
     for d in disks or []:
-        argv += ["-drive", f"file={d},format={_format(d)},if=virtio"]
+        argv += ["-drive", f"file={d},format={_format(d)},if=virtio" + ("" if writable else ",snapshot=on")]
     if net or nic:
         argv += ["-nic", "user,restrict=on" + (f",{nic}" if nic else "")]
     else:

@@ -6,22 +6,20 @@ which system it is.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import secrets
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pebuilder.arch import Arch
 from pebuilder.config import registry
 from pebuilder.config.model import Config
-from pebuilder.customise import certificates, ssh
-from pebuilder.customise.accounts import Secret, project_secret
 from pebuilder.engine import workdir
 from pebuilder.engine.progress import Progress
 from pebuilder.engine.stages import Engine, Stage
 from pebuilder.errors import ConfigError
 from pebuilder.fsutil import source_date_epoch
+
+if TYPE_CHECKING:  # the customise modules are imported where they are used: a no-op run needs few of them
+    from pebuilder.arch import Arch
 
 
 class Build:
@@ -57,6 +55,11 @@ class Build:
         work = self.cfg.work.dir
         return [work / "image", work / "extract", work / workdir.STATE]
 
+    def folder_output(self, path: Path) -> bool:
+        """Outputs that are folders by nature (netboot)."""
+        nb = self.cfg.output.netboot
+        return nb is not None and path == nb.dir
+
     def check_outputs(self) -> None:
         outs = self.cfg.outputs()
         ins = {p.resolve() for p in self.inputs()}
@@ -68,7 +71,7 @@ class Build:
                 if r == t.resolve() or r.is_relative_to(t.resolve()):
                     raise ConfigError(f"output {o} lies inside the work tree {t}, which pebuilder rebuilds and "
                                       "packs; put outputs elsewhere")
-            if r.is_dir():
+            if r.is_dir() and not self.folder_output(o):
                 raise ConfigError(f"output {o} is a folder; give a file path")
         if len({o.resolve() for o in outs}) != len(outs):
             raise ConfigError("two outputs write to the same path")
@@ -87,6 +90,8 @@ def salt_secret(cfg: Config) -> bytes | None:
     """The project's salt secret, only when a reproducible build has passwords to hash."""
     if source_date_epoch() is None or not any(u.password_file or u.password_env for u in cfg.users):
         return None
+    from pebuilder.customise.accounts import project_secret
+
     path = cfg.accounts.salt_file
     if path is None:
         base = cfg.source.parent if cfg.source else cfg.work.dir / workdir.STATE
@@ -98,6 +103,8 @@ def _key_salt(cfg: Config) -> bytes:
     """A random salt kept in the work folder, for the slow digest of passwords in stage keys."""
     path = cfg.work.dir / workdir.STATE / "key-salt"
     if not path.exists():
+        import secrets
+
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as f:
@@ -109,17 +116,28 @@ def password_digests(cfg: Config) -> list[str]:
     """So a changed password rebuilds, without leaving a fast-to-test hash of it in stages.json."""
     if not cfg.users:
         return []
+    import hashlib
+
+    from pebuilder.customise.accounts import Secret
+
     salt = _key_salt(cfg)
     return [hashlib.pbkdf2_hmac("sha256", Secret(u).digest().encode(), salt, 100_000).hex() for u in cfg.users]
 
 
-def customisation_inputs(cfg: Config) -> tuple[Any, list[Path], list[Path]]:
-    """Everything customisation reads: config values, file contents, folders (stage key inputs)."""
-    values = {name: registry.to_data(getattr(cfg, name)) for name in ("accounts", "ssh", "certificates",
-                                                                       "services", "kiosk")}
+BOOT_KEYS = ("hostname", "autologin", "serial_getty", "serial")
+
+
+def customisation_inputs(cfg: Config, boot_keys: tuple[str, ...] = BOOT_KEYS) -> tuple[Any, list[Path], list[Path]]:
+    """Everything customisation reads: config values, file contents, folders (stage key inputs).
+
+    `boot_keys`: the [boot] keys the system's customisation reads. Tiny Core turns hostname,
+    autologin and serial into boot codes only, so it passes fewer: a changed code must not rerun
+    (and repack) the initrd."""
+    values: dict[str, Any] = {name: registry.to_data(getattr(cfg, name))
+                              for name in ("accounts", "ssh", "certificates", "services", "kiosk")}
     values["users"] = [registry.to_data(u) for u in cfg.users]
     values["files"] = [registry.to_data(f) for f in cfg.files]
-    values["boot"] = {k: getattr(cfg.boot, k) for k in ("hostname", "autologin", "serial_getty", "serial")}
+    values["boot"] = {k: getattr(cfg.boot, k) for k in boot_keys}
 
     def lazy_values() -> Any:
         return {**values, "secrets": password_digests(cfg)}
@@ -127,9 +145,13 @@ def customisation_inputs(cfg: Config) -> tuple[Any, list[Path], list[Path]]:
     files: list[Path] = [f.source for f in cfg.files if f.source.is_file()]
     trees: list[Path] = [f.source for f in cfg.files if f.source.is_dir()]
     if cfg.certificates.bundle:
+        from pebuilder.customise import certificates
+
         files.append(certificates.bundle_path(cfg.certificates.bundle))
     if cfg.ssh.config:
         files.append(cfg.ssh.config)
     if cfg.ssh.enable and cfg.ssh.host_keys:
+        from pebuilder.customise import ssh
+
         files += ssh.host_key_files(cfg.ssh.host_keys)
     return lazy_values, [f for f in files if f.is_file()], trees

@@ -34,6 +34,7 @@ from pebuilder.net.cache import DownloadCache
 log = logging.getLogger("pebuilder.debian")
 
 MARKER = "pebuilder: system is up"
+INSTALL_LABEL = "PBLIVE"
 SYSLINUX = {"isolinux.bin": "/usr/lib/ISOLINUX/isolinux.bin",
             "ldlinux.c32": "/usr/lib/syslinux/modules/bios/ldlinux.c32"}
 
@@ -51,10 +52,13 @@ class Paths:
     system_meta = property(lambda self: self.state / "system.meta.json")
     products = property(lambda self: self.state / "products")
     core = property(lambda self: self.products / "core.sqfs")
-    initrd = property(lambda self: self.products / "initrd.gz")
+    initrd = property(lambda self: self.products / "initrd.img")
     ext = property(lambda self: self.products / "ext")
     boot = property(lambda self: self.products / "boot")
     esp = property(lambda self: self.products / "esp.img")
+    install = property(lambda self: self.products / "install.img.gz")
+    install_sum = property(lambda self: self.products / "install.img.gz.sha256")
+    netboot_initrd = property(lambda self: self.products / "netboot-initrd.img")
     image = property(lambda self: self.work / "image")
     scratch = property(lambda self: self.state / "tmp")
 
@@ -84,8 +88,10 @@ class DebianLive(Build):
             self.extensions(),
             self.boot_menus(),
             self.efi_boot(),
+            *([self.install_image()] if self.wants_install_image() else []),
             self.medium(),
             *([self.package_iso()] if self.cfg.output.iso else []),
+            *([self.netboot()] if self.cfg.output.netboot else []),
             *(self.disk_image(i, d) for i, d in enumerate(self.cfg.output.disk)),
         ]
 
@@ -136,6 +142,9 @@ class DebianLive(Build):
             pkgs.append("firmware-linux-free")
         if self.cfg.ssh.enable and "openssh-server" not in pkgs:
             pkgs.append("openssh-server")
+        pv = self.cfg.provision
+        if pv and pv.image and pv.image.endswith(".zst") and "zstd" not in pkgs:
+            pkgs.append("zstd")  # busybox has no zstd
         return pkgs
 
     def media_label(self, disk: DiskOutput | None = None) -> str:
@@ -263,6 +272,11 @@ class DebianLive(Build):
                 done.append(certificates.apply(fs, DEBIAN, c.certificates.bundle))
             if c.files:
                 done.append(files.apply(fs, c.files))
+            if c.provision:
+                fs.write("etc/pebuilder/provision.conf", provision_conf(c.provision), 0o600)
+                done.append("provisioning")
+            elif fs.exists("etc/pebuilder/provision.conf"):
+                fs.remove("etc/pebuilder/provision.conf")
             release = f"pebuilder live ({c.base.variant}, Debian {c.base.suite}, {self.arch().debian})"
             base.system_files(fs, base.inittab(self.arch().console, c.boot.serial_getty, c.boot.autologin),
                               c.services.bootlocal, c.boot.hostname or "pebuilder", release,
@@ -290,8 +304,9 @@ class DebianLive(Build):
         data_label = self.cfg.output.disk[0].data_label if self.cfg.output.disk else "PBDATA"
 
         def action() -> str:
+            conf = {"MEDIA": self.media_label(), "DATA_LABEL": data_label, "INIT": "/sbin/init"}
             r = initramfs.build(self.p.initrd, self.busybox(), self.kernel_files(), self.p.scratch / "initramfs",
-                                self.media_label(), data_label, i.compression or "xz", i.level)
+                                conf, compression=i.compression or "xz", level=i.level)
             return f"{r['modules']} modules, {r['bytes']} bytes"
 
         return Stage("initramfs", action, after=["packages", "kernel"],
@@ -350,7 +365,7 @@ class DebianLive(Build):
         from pebuilder.outputs.bootmenu import BootEntry
 
         timeout = self.cfg.boot.timeout if self.cfg.boot.timeout is not None else 3
-        return BootEntry(title="pebuilder live", kernel="/boot/vmlinuz", initrds=["/boot/initrd.gz"],
+        return BootEntry(title="pebuilder live", kernel="/boot/vmlinuz", initrds=["/boot/initrd.img"],
                          cmdline=self.cmdline(media), timeout=timeout, serial=self.cfg.boot.serial)
 
     def boot_menus(self) -> Stage:
@@ -390,22 +405,69 @@ class DebianLive(Build):
 
         return Stage("efi-boot", action, after=["packages", "boot-menus"], values={"uefi": wanted})
 
-    def medium(self) -> Stage:
-        def action() -> str:
-            rmtree(self.p.image)
-            m = FsRoot(self.p.image)
-            kf = self.kernel_files()
-            m.copy_from(kf.vmlinuz, "boot/vmlinuz", 0o644)
-            m.copy_from(self.p.initrd, "boot/initrd.gz", 0o644)
-            m.copy_from(self.p.core, "os/core.sqfs", 0o644)
+    def assemble(self, root: Path, menus: bool) -> FsRoot:
+        """The medium's tree: /boot (kernel, initramfs, menus), /os, /ext."""
+        rmtree(root)
+        m = FsRoot(root)
+        m.copy_from(self.kernel_files().vmlinuz, "boot/vmlinuz", 0o644)
+        m.copy_from(self.p.initrd, "boot/initrd.img", 0o644)
+        m.copy_from(self.p.core, "os/core.sqfs", 0o644)
+        if menus:
             for src in sorted(p for p in self.p.boot.rglob("*") if p.is_file()):
                 m.copy_from(src, src.relative_to(self.p.boot).as_posix(), 0o644)
-            m.mkdir("ext", 0o755)
-            for src in sorted(p for p in self.p.ext.rglob("*") if p.is_file()):
-                m.copy_from(src, "ext/" + src.relative_to(self.p.ext).as_posix(), 0o644)
-            return "boot, os, ext"
+        m.mkdir("ext", 0o755)
+        for src in sorted(p for p in self.p.ext.rglob("*") if p.is_file()):
+            m.copy_from(src, "ext/" + src.relative_to(self.p.ext).as_posix(), 0o644)
+        return m
 
-        return Stage("medium", action, after=["kernel", "initramfs", "core-sqfs", "extensions", "boot-menus"],
+    def install_image(self) -> Stage:
+        """For provisioning with install = "self": this system as a small GPT disk image, gzip'd, that the
+        PE streams onto the target disk (boot loaders prebuilt here, so the PE needs no grub-install)."""
+        from pebuilder.formats import compress
+        from pebuilder.fsutil import atomic_output, file_sha256
+        from pebuilder.outputs import disk
+
+        a = self.arch()
+
+        def action() -> str:
+            work = self.p.scratch / "install"
+            rmtree(work)
+            staging = work / "root"
+            self.assemble(staging, menus=False)
+            (staging / "data").mkdir()
+            spec = disk.DiskSpec(work / "install.img", 0, "gpt", "both" if a.bios else "uefi", "ext4",
+                                 INSTALL_LABEL, "raw")
+            spec.size = disk.smallest_size(staging, spec)
+            entry = self.entry(f"LABEL={INSTALL_LABEL}")
+            entry.cmdline.append("pb.provision=off")  # the installed system carries the PE's settings
+            disk.write(spec, staging, entry, work, seed=f"install|{INSTALL_LABEL}", arch=a, grub_lib=self.grub_lib())
+            with atomic_output(self.p.install) as tmp, open(tmp, "wb") as raw, open(spec.path, "rb") as src:
+                z = compress.open_compressor(raw, "gzip", "default")
+                while chunk := src.read(1 << 20):
+                    z.write(chunk)
+                z.close()
+            digest = file_sha256(self.p.install)
+            write_text_atomic(self.p.install_sum, f"{digest}  install.img.gz\n")
+            rmtree(work)
+            return f"{spec.size >> 20} MiB disk, {self.p.install.stat().st_size} bytes gzip'd"
+
+        return Stage("install-image", action, after=["kernel", "initramfs", "core-sqfs", "extensions", "packages"],
+                     values={"t": self.cfg.boot.timeout, "s": self.cfg.boot.serial, "codes": self.cfg.boot.codes},
+                     outputs=[self.p.install, self.p.install_sum])
+
+    def wants_install_image(self) -> bool:
+        return self.cfg.provision is not None and self.cfg.provision.install == "self"
+
+    def medium(self) -> Stage:
+        def action() -> str:
+            m = self.assemble(self.p.image, menus=True)
+            if self.wants_install_image():
+                m.copy_from(self.p.install, "os/install.img.gz", 0o644)
+                m.copy_from(self.p.install_sum, "os/install.img.gz.sha256", 0o644)
+            return "boot, os, ext" + (", install image" if self.wants_install_image() else "")
+
+        return Stage("medium", action, after=["kernel", "initramfs", "core-sqfs", "extensions", "boot-menus",
+                                              *(["install-image"] if self.wants_install_image() else [])],
                      outputs=[self.p.image])
 
     def package_iso(self) -> Stage:
@@ -425,6 +487,48 @@ class DebianLive(Build):
 
         return Stage("package-iso", action, after=["medium", "efi-boot"], values=registry.to_data(spec),
                      outputs=[spec.path])
+
+    def netboot(self) -> Stage:
+        """Kernel + one initramfs for iPXE or a host's GRUB: the initramfs carries the system (embed) or
+        fetches it from the folder's URL and checks each file against the sha256 baked into it (fetch)."""
+        from pebuilder.fsutil import file_sha256
+        from pebuilder.outputs import netboot as nb_out
+
+        nb = self.cfg.output.netboot
+        assert nb is not None
+
+        def action() -> str:
+            payload = {"os/core.sqfs": self.p.core}
+            payload.update({"ext/" + p.relative_to(self.p.ext).as_posix(): p
+                            for p in sorted(self.p.ext.rglob("*")) if p.is_file()})
+            texts: dict[str, str] = {}
+            if self.wants_install_image():
+                payload["os/install.img.gz"] = self.p.install
+                texts["etc/pebuilder/install.sha256"] = self.p.install_sum.read_text()
+            conf = {"MEDIA": "", "DATA_LABEL": "PBDATA", "INIT": "/sbin/init", "FETCH_URL": ""}
+            if nb.mode == "fetch":
+                assert nb.url is not None
+                conf["FETCH_URL"] = nb.url.rstrip("/")
+                texts["etc/pebuilder/fetch.sha256"] = "".join(f"{file_sha256(src)}  {rel}\n"
+                                                               for rel, src in payload.items())
+                embedded: dict[str, Path] = {}
+            else:
+                embedded = payload
+            i = self.cfg.initrd
+            # An embedded system is squashfs already: a fast gzip of it loads quicker than xz under TFTP.
+            comp, level = (i.compression or "xz", i.level) if nb.mode == "fetch" else ("gzip", "fast")
+            r = initramfs.build(self.p.netboot_initrd, self.busybox(), self.kernel_files(),
+                                self.p.scratch / "netboot-initramfs", conf, compression=comp, level=level,
+                                network=True, files=embedded, texts=texts)
+            cmdline = self.cmdline("")[1:]
+            n = nb_out.write(nb.dir, self.kernel_files().vmlinuz, self.p.netboot_initrd, cmdline,
+                             "pebuilder PE", payload if nb.mode == "fetch" else None)
+            return f"{nb.mode}: initramfs {r['bytes']} bytes, {n} files in {nb.dir}"
+
+        return Stage("netboot", action, after=["kernel", "packages", "core-sqfs", "extensions",
+                                               *(["install-image"] if self.wants_install_image() else [])],
+                     values={**registry.to_data(nb), "cmd": self.cmdline(""), "i": registry.to_data(self.cfg.initrd)},
+                     outputs=[nb.dir])
 
     def disk_image(self, index: int, spec: DiskOutput) -> Stage:
         from pebuilder.outputs import disk
@@ -449,6 +553,17 @@ class DebianLive(Build):
         return Stage(f"disk-{spec.path.name}", action, after=["medium", "packages"],
                      values={**registry.to_data(spec), "cmd": self.cmdline(self.media_label(spec)),
                              "t": self.cfg.boot.timeout}, outputs=[spec.path])
+
+
+def provision_conf(pv: Any) -> str:
+    """[provision] as the key=value lines pb-provision reads (values were checked to be one line)."""
+    lines = ["# written by pebuilder from [provision]"]
+    for key in ("image", "sha256", "install", "target", "then"):
+        value = getattr(pv, key)
+        if value:
+            lines.append(f"{key}={value}")
+    lines += [f"script={line}" for line in pv.script]
+    return "\n".join(lines) + "\n"
 
 
 def build_extensions(cfg: Config, names: list[str], out_root: Path, compression: str = "gzip",

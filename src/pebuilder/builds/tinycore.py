@@ -4,6 +4,9 @@ Work trees keep remaster.sh's names: `<work>/extract` is the unpacked initrd, `<
 tree — assembled afresh from the pristine template (`.pebuilder/template`, never edited) and the
 stages' products, so a rerun never works on the leftovers of the last one. pebuilder's own state
 (stage keys, owners of initrd files) sits in `<work>/.pebuilder`.
+
+What only a stage's action needs (archive formats, compressors, customisation, ISO writing) is
+imported inside that action: a no-op run computes keys and imports none of it.
 """
 
 from __future__ import annotations
@@ -13,23 +16,20 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pebuilder import arch as archs
 from pebuilder.builds.common import Build, customisation_inputs, salt_secret
 from pebuilder.config import registry
 from pebuilder.config.model import Config, DiskOutput
-from pebuilder.customise import accounts, certificates, files, ssh
-from pebuilder.customise.profile import TINYCORE
 from pebuilder.engine.stages import Stage
 from pebuilder.errors import Exit, PebuilderError
-from pebuilder.formats import cpio, iso
 from pebuilder.formats.tcz import ExtensionMissing, kernel_name, resolve, tcz_name
-from pebuilder.fsroot import Budget, FsRoot, TreeMeta
 from pebuilder.fsutil import link_tree, rmtree, write_text_atomic
-from pebuilder.outputs import iso as iso_out
-from pebuilder.outputs.bootmenu import BootEntry
-from pebuilder.tinycore import cde, initrd_ext, isolinux_cfg, services, template
+
+if TYPE_CHECKING:
+    from pebuilder.fsroot import Budget, FsRoot
+    from pebuilder.tinycore.template import TemplateInfo
 
 log = logging.getLogger("pebuilder.remaster")
 
@@ -64,6 +64,7 @@ class TinyCoreRemaster(Build):
         self.p = Paths(cfg.work.dir)
         self._sources: Any = None
         self._resolved: dict[str, list[str]] = {}
+        self._facts: dict[str, Any] | None = None
 
     # -- the sequence -----------------------------------------------------------------------------
 
@@ -117,11 +118,20 @@ class TinyCoreRemaster(Build):
 
     # -- helpers ----------------------------------------------------------------------------------
 
-    def info(self) -> template.TemplateInfo:
-        return template.TemplateInfo(**json.loads(self.p.template_json.read_text()))
+    def info(self) -> TemplateInfo:
+        from pebuilder.tinycore.template import TemplateInfo
+
+        return TemplateInfo(**json.loads(self.p.template_json.read_text()))
+
+    def facts(self) -> dict[str, Any]:
+        """template.json as plain data, for the key computations of a no-op run (reading it as a
+        TemplateInfo would import the template module and with it the archive formats)."""
+        if self._facts is None:
+            self._facts = json.loads(self.p.template_json.read_text())
+        return self._facts
 
     def arch(self) -> archs.Arch:
-        name = self.info().arch
+        name = self.facts().get("arch")
         return archs.parse(name) if name else archs.X86_64
 
     def kver(self) -> str | None:
@@ -129,7 +139,7 @@ class TinyCoreRemaster(Build):
             k = json.loads(self.p.kernel_json.read_text())
             if k.get("kver"):
                 return k["kver"]
-        return self.info().kernel_version if self.p.template_json.exists() else None
+        return self.facts().get("kernel_version") if self.p.template_json.exists() else None
 
     def names(self, placement: str) -> list[str]:
         return [tcz_name(n) for n in getattr(self.cfg.extensions, placement)]
@@ -142,8 +152,8 @@ class TinyCoreRemaster(Build):
             ext = self.cfg.extensions
             mirror = None
             if ext.mirrors:
-                info = self.info()
-                repo = ext.repo or repo_path(info.tc_version, info.arch)
+                facts = self.facts()
+                repo = ext.repo or repo_path(facts.get("tc_version"), facts.get("arch"))
                 mirror = Mirror(ext.mirrors, repo, offline=ext.offline)
             self._sources = Sources(ext.dirs, mirror, self.kver())
         return self._sources
@@ -184,9 +194,13 @@ class TinyCoreRemaster(Build):
         return [p for pl in placements for n in self.resolve(pl) if (p := src.local(n)) is not None]
 
     def fs(self) -> FsRoot:
+        from pebuilder.fsroot import FsRoot, TreeMeta
+
         return FsRoot(self.p.extract, TreeMeta.load(self.p.meta))
 
     def budget(self, what: str) -> Budget:
+        from pebuilder.fsroot import Budget
+
         return Budget(max_bytes=self.cfg.work.extract_limit, what=what)
 
     # -- stages -----------------------------------------------------------------------------------
@@ -198,6 +212,9 @@ class TinyCoreRemaster(Build):
                                  Exit.NO_TEMPLATE)
 
         def action() -> str:
+            from pebuilder.formats import iso
+            from pebuilder.tinycore import template
+
             rmtree(self.p.template)
             if src.is_dir():
                 shutil.copytree(src, self.p.template, symlinks=True)
@@ -207,9 +224,12 @@ class TinyCoreRemaster(Build):
             info = template.describe(self.p.template)
             template.require_tinycore(info, src)
             write_text_atomic(self.p.template_json, info.to_json())
+            self._facts = None
             return f"Tiny Core {info.tc_version or '?'} {info.arch}, kernel {info.kernel_version}"
 
         if not src.exists():
+            from pebuilder.formats import iso
+
             iso.check_readable(src)
         return Stage("template", action, files=[src] if src.is_file() else [], trees=[src] if src.is_dir() else [],
                      outputs=[self.p.template, self.p.template_json])
@@ -241,6 +261,9 @@ class TinyCoreRemaster(Build):
 
     def unpack_initrd(self) -> Stage:
         def action() -> str:
+            from pebuilder.formats import cpio
+            from pebuilder.fsroot import TreeMeta
+
             info = self.info()
             rmtree(self.p.extract)
             self.p.meta.unlink(missing_ok=True)
@@ -254,6 +277,8 @@ class TinyCoreRemaster(Build):
 
     def extensions_into_initrd(self) -> Stage:
         def action() -> str:
+            from pebuilder.tinycore import initrd_ext
+
             fs = self.fs()
             _, tczs = self.closure("initrd")
             run_scripts = self.cfg.extensions.scripts == "run"
@@ -278,6 +303,10 @@ class TinyCoreRemaster(Build):
         c = self.cfg
 
         def action() -> str:
+            from pebuilder.customise import accounts, certificates, files, ssh
+            from pebuilder.customise.profile import TINYCORE
+            from pebuilder.tinycore import services
+
             fs = self.fs()
             done = []
             if c.users or (c.accounts.lock_root and fs.is_file("etc/passwd")):
@@ -299,7 +328,9 @@ class TinyCoreRemaster(Build):
             fs.meta.save(self.p.meta)
             return ", ".join(done) or "nothing to customise"
 
-        vals, in_files, in_trees = customisation_inputs(c)
+        # serial_getty is the only [boot] key this stage reads: hostname, autologin and serial are boot
+        # codes (host=, noautologin, console=), written by the bootcode stage, and must not repack the initrd.
+        vals, in_files, in_trees = customisation_inputs(c, boot_keys=("serial_getty",))
         return Stage("customise", action, chain="initrd", values=vals, files=in_files, trees=in_trees)
 
     def kernel_modules(self) -> Stage:
@@ -362,6 +393,8 @@ class TinyCoreRemaster(Build):
         ext = self.cfg.extensions
 
         def action() -> str:
+            from pebuilder.tinycore import cde
+
             in_initrd = self.resolve("initrd")
             _, tczs = self.closure("onboot")
             _, od_tczs = self.closure("ondemand")
@@ -394,6 +427,11 @@ class TinyCoreRemaster(Build):
 
     def bootcode(self) -> Stage:
         def action() -> str:
+            from pebuilder.fsroot import FsRoot
+            from pebuilder.outputs import iso as iso_out
+            from pebuilder.outputs.bootmenu import BootEntry
+            from pebuilder.tinycore import isolinux_cfg
+
             info = self.info()
             initrds = ["/" + info.initrds[0]]
             timeout = None
@@ -429,6 +467,9 @@ class TinyCoreRemaster(Build):
 
     def pack_initrd(self) -> Stage:
         def action() -> str:
+            from pebuilder.formats import cpio
+            from pebuilder.fsroot import TreeMeta
+
             size = cpio.pack(self.p.extract, TreeMeta.load(self.p.meta), self.initrd_out(),
                              self.cfg.initrd.compression or "gzip", self.cfg.initrd.level)
             return f"{self.initrd_out().name} {size} bytes"
@@ -442,6 +483,8 @@ class TinyCoreRemaster(Build):
         wanted = bool(self.cfg.output.iso and self.cfg.output.iso.uefi)
 
         def action() -> str:
+            from pebuilder.outputs import iso as iso_out
+
             a = self.arch()
             if not a.grub_efi or not wanted:
                 self.p.esp.unlink(missing_ok=True)
@@ -455,6 +498,8 @@ class TinyCoreRemaster(Build):
 
     def assemble_image(self) -> Stage:
         def action() -> str:
+            from pebuilder.fsroot import FsRoot
+
             info = self.info()
             rmtree(self.p.image)
             kf = self.kernel_files()
@@ -485,6 +530,8 @@ class TinyCoreRemaster(Build):
         vol = out_spec.volume_id if out_spec else "Tinycore"
 
         def action() -> str:
+            from pebuilder.outputs import iso as iso_out
+
             info = self.info()
             isolinux_bin = str(Path(info.isolinux_cfg).parent / "isolinux.bin")
             has_bios = (self.p.image / isolinux_bin).is_file()
@@ -500,10 +547,11 @@ class TinyCoreRemaster(Build):
                      values={"out": str(out), "vol": vol}, outputs=[out])
 
     def disk_image(self, index: int, spec: DiskOutput) -> Stage:
-        from pebuilder.outputs import disk
-        from pebuilder.tinycore import frugal
-
         def action() -> str:
+            from pebuilder.outputs import disk
+            from pebuilder.outputs.bootmenu import BootEntry
+            from pebuilder.tinycore import frugal
+
             info = self.info()
             entry_data = json.loads((self.p.boot / "entry.json").read_text())
             entry_data.pop("marker", None)

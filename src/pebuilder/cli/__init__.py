@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from pebuilder import __version__
-from pebuilder.cli import builds, overrides, tools
+from pebuilder.cli import builds, overrides, pe, tools
 from pebuilder.errors import PebuilderError
 
 log = logging.getLogger("pebuilder")
@@ -94,7 +94,8 @@ def parser() -> argparse.ArgumentParser:
     bt.add_argument("image", type=Path)
     bt.add_argument("--firmware", choices=("bios", "uefi"), default=None,
                     help="default: bios where the architecture has it, else uefi")
-    bt.add_argument("--as", dest="media", choices=("cdrom", "disk"), default=None)
+    bt.add_argument("--as", dest="media", choices=("cdrom", "disk", "network"), default=None,
+                    help="network: IMAGE is a netboot folder, loaded by iPXE over QEMU's TFTP")
     bt.add_argument("--arch", default="x86_64", help="x86_64/amd64 or aarch64/arm64")
     bt.add_argument("--expect", action="append", default=[], metavar="TEXT")
     bt.add_argument("--timeout", type=float, default=180)
@@ -107,12 +108,14 @@ def parser() -> argparse.ArgumentParser:
     bt.add_argument("--log", type=Path, help="keep the serial console here")
     bt.add_argument("--script", type=Path, metavar="FILE",
                     help="a console conversation, one step a line: 'expect TEXT' or 'send TEXT' (\\n for Enter)")
+    pe.add_parser(sub)
     return ap
 
 
 COMMANDS = {"doctor": tools.cmd_doctor, "config": builds.cmd_config, "inspect": tools.cmd_inspect,
             "remaster": builds.cmd_remaster, "build": builds.cmd_build, "boot": tools.cmd_boot,
-            "deps": tools.cmd_deps, "ext": builds.cmd_ext, "mirror": tools.cmd_mirror, "serve": tools.cmd_serve}
+            "deps": tools.cmd_deps, "ext": builds.cmd_ext, "mirror": tools.cmd_mirror, "serve": tools.cmd_serve,
+            "pe": pe.cmd_pe}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -75,7 +75,7 @@ def cmd_boot(args: argparse.Namespace) -> int:
 
     target = arch.parse(args.arch)
     firmware = args.firmware or ("bios" if target.bios else "uefi")
-    media = args.media or ("cdrom" if args.image.suffix == ".iso" else "disk")
+    media = args.media or ("cdrom" if args.image.suffix == ".iso" else "network" if args.image.is_dir() else "disk")
     script = _read_script(args.script) if args.script else []
     if not args.expect and not script:
         print("pebuilder: error: give at least one --expect TEXT (or a --script) to wait for", file=sys.stderr)

@@ -214,9 +214,35 @@ class DiskOutput:
 
 
 @dataclass
+class NetbootOutput:
+    dir: Path = key(Path(), "path", "folder for vmlinuz, initrd.img, boot.ipxe, a GRUB snippet and SHA256SUMS",
+                    required=True)
+    mode: str = key("embed", "str", "embed: the initramfs holds the whole system; fetch: it downloads "
+                    "/os and /ext from url (pb.fetch=) and checks their sha256", choices=("embed", "fetch"))
+    url: str | None = key(None, "str", "where the folder is served, for fetch mode and iPXE over HTTP",
+                          check=v.url)
+
+
+@dataclass
 class Output:
     iso: IsoOutput | None = table(IsoOutput, "a hybrid BIOS+UEFI ISO", optional=True)
     disk: list[DiskOutput] = tables(DiskOutput, "bootable disk images (packagehd)")
+    netboot: NetbootOutput | None = table(NetbootOutput, "network boot: kernel + one initramfs, iPXE and GRUB",
+                                          optional=True)
+
+
+@dataclass
+class Provision:
+    image: str | None = key(None, "str", "image URL (raw, .gz, .xz, .zst) written to the target disk",
+                            check=v.url)
+    sha256: str | None = key(None, "str", "sha256 of the file at image (as served)", check=v.sha256)
+    install: str | None = key(None, "str", "\"self\": install the running live system to the target disk",
+                              choices=("self",))
+    target: str = key("auto", "str", "disk to write, e.g. /dev/vda; auto: the only disk that is not the boot "
+                      "medium and is large enough", check=v.target)
+    then: str = key("reboot", "str", "after provisioning", choices=("reboot", "poweroff", "shell"))
+    script: list[str] = key([], "strings", "shell lines run afterwards, the installed root mounted at /target "
+                            "(preseed's late_command)", check=v.one_line)
 
 
 @dataclass
@@ -238,6 +264,7 @@ class Config:
     files: list[FileSpec] = tables(FileSpec, "files copied into the image")
     kiosk: Kiosk = table(Kiosk, "kiosk autostart")
     output: Output = table(Output, "outputs")
+    provision: Provision | None = table(Provision, "what the PE does once it is up (Debian system)", optional=True)
     # Not config keys: where the model came from, and what the reader wants the user to know.
     source: Path | None = field(default=None, compare=False, metadata={"kind": "internal"})
     warnings: list[str] = field(default_factory=list, compare=False, metadata={"kind": "internal"})
@@ -255,6 +282,7 @@ class Config:
 
     def outputs(self) -> list[Path]:
         out = [self.output.iso.path] if self.output.iso else []
+        out += [self.output.netboot.dir] if self.output.netboot else []
         return out + [d.path for d in self.output.disk]
 
 

@@ -246,7 +246,7 @@ def parse(data: dict[str, Any], source: Path | None, base: Path | None = None) -
     cfg.source = source
     if ssh_given and "enable" not in data["ssh"]:
         cfg.ssh.enable = True
-    if cfg.output.iso is None and not iso_given and not cfg.output.disk:
+    if cfg.output.iso is None and not iso_given and not cfg.output.disk and cfg.output.netboot is None:
         cfg.output.iso = m.IsoOutput(path=(reader.base / "pebuilder.iso").resolve())
     cross_checks(cfg, reader)
     return cfg
@@ -256,6 +256,16 @@ def cross_checks(cfg: m.Config, r: Reader) -> None:
     """Rules that tie several keys together."""
     if cfg.system == "tinycore" and cfg.template.iso is None:
         raise r.fail("template.iso", "missing; system = \"tinycore\" remasters a Tiny Core ISO")
+    pv = cfg.provision
+    if pv is not None:
+        if bool(pv.image) == bool(pv.install):
+            raise r.fail("provision", "give either image = URL (with sha256) or install = \"self\"")
+        if pv.image and not pv.sha256:
+            raise r.fail("provision.sha256", "missing; an image is only written once its sha256 is known")
+        if cfg.kind != "debian":
+            raise r.fail("provision", "provisioning is part of the Debian live system (system = \"debian\")")
+    if cfg.output.netboot and cfg.output.netboot.mode == "fetch" and not cfg.output.netboot.url:
+        raise r.fail("output.netboot.url", "missing; fetch mode downloads /os and /ext from this URL at boot")
     if cfg.kernel.vmlinuz and cfg.kernel.package:
         raise r.fail("kernel", "give either package or vmlinuz (+ modules_dir), not both")
     if cfg.kernel.package and not cfg.kernel.package.startswith("linux-image-"):

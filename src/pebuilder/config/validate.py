@@ -129,6 +129,18 @@ def module_name(v: str) -> str | None:
     return None
 
 
+def sha256(v: str) -> str | None:
+    if not re.fullmatch(r"[0-9a-f]{64}", v):
+        return f"{v!r} is not a sha256 (64 lower-case hex digits)"
+    return None
+
+
+def target(v: str) -> str | None:
+    if v != "auto" and not re.fullmatch(r"/dev/[A-Za-z0-9/_-]+", v):
+        return f"{v!r}: give auto or a device path such as /dev/vda"
+    return None
+
+
 def label(max_len: int) -> Check:
     def check(v: str) -> str | None:
         if not 1 <= len(v) <= max_len or not LABEL.fullmatch(v):

@@ -155,7 +155,8 @@ def system_files(fs: FsRoot, inittab: str, rc_local: list[str], hostname: str, r
     """What turns a base into the live system: init's table and scripts, DHCP, identity, tce-load."""
     fs.write("etc/inittab", inittab, 0o644)
     for name, rel in (("rcS", "etc/init.d/rcS"), ("rcK", "etc/init.d/rcK"),
-                      ("udhcpc.script", "usr/share/udhcpc/default.script"), ("tce-load", "usr/bin/tce-load")):
+                      ("udhcpc.script", "usr/share/udhcpc/default.script"), ("tce-load", "usr/bin/tce-load"),
+                      ("pb-provision", "usr/sbin/pb-provision")):
         fs.copy_from(LIVE / name, rel, 0o755)
     fs.mkdir("etc/sysconfig", 0o755, keep=True)
     fs.write("etc/pebuilder/tcerepo", repo + "\n", 0o644)
@@ -197,6 +198,7 @@ def mmdebstrap_tar(out: Path, suite: str, arch: Arch, sources: list[Source], pac
     if which("mmdebstrap") is None:
         raise PebuilderError("variant = \"minbase\" needs mmdebstrap; install it with: apt-get install mmdebstrap "
                              "uidmap", Exit.TOOL_MISSING)
+    check_foreign(arch)
     args: list[str | os.PathLike[str]] = ["mmdebstrap", "--mode=unshare", "--variant=minbase", "--format=tar",
                                           f"--architectures={arch.debian}", "--quiet"]
     if packages:
@@ -210,6 +212,21 @@ def mmdebstrap_tar(out: Path, suite: str, arch: Arch, sources: list[Source], pac
     args += [suite, out]
     args += [f"deb {s.uri} {s.suite} {' '.join(s.components)}" for s in sources]
     run(args, what=f"building a {arch.debian} minbase with mmdebstrap", code=Exit.TOOL_FAILED)
+
+
+def check_foreign(arch: Arch) -> None:
+    """A minbase of another architecture runs its maintainer scripts through qemu-user (binfmt_misc)."""
+    from pebuilder.arch import host
+
+    if arch == host():
+        return
+    name = {"aarch64": "qemu-aarch64", "i386": "qemu-i386", "x86_64": "qemu-x86_64"}.get(arch.name, "")
+    entry = Path("/proc/sys/fs/binfmt_misc") / name
+    if not (entry.is_file() and entry.read_text().startswith("enabled")):
+        raise PebuilderError(
+            f"a {arch.debian} minbase runs {arch.debian} maintainer scripts through qemu-user, but binfmt_misc has "
+            f"no enabled {name} entry; install it with: apt-get install qemu-user-static binfmt-support arch-test, "
+            f"then (as root, once): update-binfmts --enable {name}", Exit.TOOL_MISSING)
 
 
 def unpack_tar(fs: FsRoot, tarball: Path, budget: Budget) -> None:

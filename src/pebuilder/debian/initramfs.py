@@ -7,6 +7,7 @@ come from the target's kernel package; /init is a shell script (live/init.sh).
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 
 from pebuilder.customise import modules
@@ -24,9 +25,15 @@ BOOT_MODULES = ["ahci", "ata_piix", "ata_generic", "sr_mod", "sd_mod", "cdrom", 
                 "crc32c_generic"]
 
 
-def build(out: Path, busybox: Path, kf: KernelFiles, work: Path, media: str, data_label: str,
-          compression: str = "gzip", level: int | str = "default") -> dict[str, int]:
-    """Write the initramfs to `out`; `media` is the default pb.media (e.g. LABEL=PEBUILDER)."""
+NET_MODULES = ["virtio_net", "e1000", "e1000e", "igb", "r8169", "vmxnet3", "ena", "gve", "hv_netvsc", "af_packet"]
+
+
+def build(out: Path, busybox: Path, kf: KernelFiles, work: Path, conf: dict[str, str], *,
+          compression: str = "gzip", level: int | str = "default", network: bool = False,
+          files: dict[str, Path] | None = None, texts: dict[str, str] | None = None) -> dict[str, int]:
+    """Write the initramfs to `out`. `conf` becomes /etc/pebuilder/boot.conf (e.g. MEDIA=LABEL=...);
+    `network` adds NIC drivers and the DHCP hook (netboot); `files` and `texts` are added as they are
+    (a netboot initramfs may carry the whole system)."""
     rmtree(work)
     fs = FsRoot(work)
     fs.mkdir(".", 0o755)
@@ -36,11 +43,17 @@ def build(out: Path, busybox: Path, kf: KernelFiles, work: Path, media: str, dat
     fs.copy_from(busybox, "bin/busybox", 0o755)
     fs.symlink("bin/sh", "busybox")
     fs.copy_from(LIVE / "init.sh", "init", 0o755)
-    files, builtin = modules.closure(kf, [], BOOT_MODULES)
-    for rel in files:
+    files_ko, builtin = modules.closure(kf, [], [*BOOT_MODULES, *(NET_MODULES if network else [])])
+    for rel in files_ko:
         fs.copy_from(kf.moddir / rel, f"lib/modules/{kf.kver}/{rel}", 0o644)
-    fs.write("etc/pebuilder/modules", "".join(f"{f}\n" for f in files), 0o644)
-    fs.write("etc/pebuilder/boot.conf", f"MEDIA={media}\nDATA_LABEL={data_label}\nINIT=/sbin/init\n", 0o644)
+    fs.write("etc/pebuilder/modules", "".join(f"{f}\n" for f in files_ko), 0o644)
+    fs.write("etc/pebuilder/boot.conf", "".join(f"{k}={shlex.quote(v)}\n" for k, v in conf.items()), 0o644)
+    if network:
+        fs.copy_from(LIVE / "udhcpc.script", "usr/share/udhcpc/default.script", 0o755)
+    for rel, src in (files or {}).items():
+        fs.copy_from(src, rel, 0o644)
+    for rel, text in (texts or {}).items():
+        fs.write(rel, text, 0o644)
     t = build_time()
     for rel in fs.walk():
         p = fs.root / rel
@@ -48,4 +61,4 @@ def build(out: Path, busybox: Path, kf: KernelFiles, work: Path, media: str, dat
             os.utime(p, (t, t))
     size = cpio.pack(work, fs.meta, out, compression, level)
     rmtree(work)
-    return {"modules": len(files), "builtin": len(builtin), "bytes": size}
+    return {"modules": len(files_ko), "builtin": len(builtin), "bytes": size}

@@ -1,7 +1,9 @@
 """Content hashes of stage inputs and outputs: files, whole trees, plain values, pebuilder itself.
 
 File hashes are remembered by (path, size, mtime, inode), like git's index, so an unchanged 1 GB ISO
-is read once, not on every run; within one run each file is looked at once.
+is read once, not on every run; within one run each file is looked at once. Trees are walked with
+os.scandir and one lstat per entry: a no-op run over an initrd tree of thousands of files costs
+that walk and no reads.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import hashlib
 import json
 import os
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,34 +21,47 @@ from pebuilder.fsutil import file_sha256, write_text_atomic
 
 
 class HashCache:
+    """sha256 of files, remembered across runs by (size, mtime_ns, inode) and within a run by path."""
+
     def __init__(self, path: Path):
         self.path = path
         self.data: dict[str, list[Any]] = {}
-        if path.exists():
-            try:
-                loaded = json.loads(path.read_text())
-                self.data = loaded if isinstance(loaded, dict) else {}
-            except ValueError:
-                self.data = {}
+        try:
+            with open(path, "rb") as f:
+                loaded = json.loads(f.read())
+            self.data = loaded if isinstance(loaded, dict) else {}
+        except FileNotFoundError:
+            pass
+        except ValueError:
+            self.data = {}  # a damaged record only costs a re-read
         self.dirty = False
         self.memo: dict[str, str] = {}  # this run's answers: each path is looked at once per run
         self.reads = 0  # files whose content was read (a no-op run reads none)
         self.lookups = 0
 
-    def file(self, p: Path) -> str:
+    def file(self, p: Path | str) -> str:
         key = os.path.abspath(p)
         self.lookups += 1
         if key in self.memo:
             return self.memo[key]
-        st = os.stat(p)
-        sig = [st.st_size, st.st_mtime_ns, st.st_ino]
+        return self._digest(key, os.stat(key))
+
+    def stated(self, key: str, st: os.stat_result) -> str:
+        """Like file(), for a walker that already holds the absolute path and its (l)stat."""
+        self.lookups += 1
+        digest = self.memo.get(key)
+        if digest is not None:
+            return digest
+        return self._digest(key, st)
+
+    def _digest(self, key: str, st: os.stat_result) -> str:
         hit = self.data.get(key)
-        if hit and hit[:3] == sig:
+        if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns and hit[2] == st.st_ino:
             digest = hit[3]
         else:
             self.reads += 1
-            digest = file_sha256(p)
-            self.data[key] = [*sig, digest]
+            digest = file_sha256(Path(key))
+            self.data[key] = [st.st_size, st.st_mtime_ns, st.st_ino, digest]
             self.dirty = True
         self.memo[key] = digest
         return digest
@@ -53,35 +69,52 @@ class HashCache:
     def forget(self, p: Path) -> None:
         """Called when a stage rewrites a path: this run's answer about it is stale."""
         prefix = os.path.abspath(p)
-        for k in [k for k in self.memo if k == prefix or k.startswith(prefix + os.sep)]:
+        below = prefix + os.sep
+        for k in [k for k in self.memo if k == prefix or k.startswith(below)]:
             del self.memo[k]
 
     def save(self) -> None:
         if self.dirty:
             # Entries of files that are gone would only grow the file.
             self.data = {k: v for k, v in self.data.items() if os.path.exists(k)}
-            write_text_atomic(self.path, json.dumps(self.data))
+            write_text_atomic(self.path, json.dumps(self.data, separators=(",", ":")))
             self.dirty = False
 
 
 def tree_digest(root: Path, cache: HashCache | None = None) -> str:
-    """Names, types, permission bits, link targets and contents of every entry under root."""
+    """Names, types, permission bits, link targets and contents of every entry under root.
+
+    Each folder's entries are hashed in name order, then its subfolders are walked in name order
+    (what os.walk's top-down order gave before, so digests did not change with the walker)."""
     h = hashlib.sha256()
-    if not root.exists():
+    top = os.path.abspath(root)
+    try:
+        if not stat.S_ISDIR(os.stat(top).st_mode):
+            return "absent"
+    except FileNotFoundError:
         return "absent"
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for n in sorted(dirnames + filenames):
-            p = Path(dirpath) / n
-            rel = p.relative_to(root).as_posix()
-            st = os.lstat(p)
-            h.update(f"{rel}\0{stat.S_IFMT(st.st_mode)}\0{stat.S_IMODE(st.st_mode)}\0".encode(
-                errors="surrogateescape"))
-            if stat.S_ISLNK(st.st_mode):
-                h.update(os.readlink(p).encode(errors="surrogateescape"))
-            elif stat.S_ISREG(st.st_mode):
-                h.update((cache.file(p) if cache else file_sha256(p)).encode())
+    pending = [(top, "")]  # (absolute folder, its path relative to root with a trailing "/")
+    while pending:
+        folder, rel_folder = pending.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError:
+            continue  # as os.walk did: a folder that cannot be listed adds nothing
+        subdirs = []
+        for e in entries:
+            st = e.stat(follow_symlinks=False)
+            mode = st.st_mode
+            rel = rel_folder + e.name
+            h.update(f"{rel}\0{stat.S_IFMT(mode)}\0{stat.S_IMODE(mode)}\0".encode(errors="surrogateescape"))
+            if stat.S_ISLNK(mode):
+                h.update(os.readlink(e.path).encode(errors="surrogateescape"))
+            elif stat.S_ISREG(mode):
+                h.update((cache.stated(e.path, st) if cache else file_sha256(Path(e.path))).encode())
+            elif stat.S_ISDIR(mode):
+                subdirs.append((e.path, rel + "/"))
             h.update(b"\n")
+        pending.extend(reversed(subdirs))  # popped from the end: walked in name order
     return h.hexdigest()
 
 
@@ -98,17 +131,77 @@ def value_digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
 
 
+# --- pebuilder's own code -------------------------------------------------------------------------
+
+PACKAGE = Path(__file__).resolve().parent.parent
+RACY_NS = 2_000_000_000  # a file changed this recently may change again within one mtime tick
+
+
+def _cache_root() -> Path:
+    """As net.cache.cache_root (not imported: that module pulls in the HTTP stack, ~10 ms)."""
+    explicit = os.environ.get("PEBUILDER_CACHE")
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")) / "pebuilder"
+
+
+def _source_files(pkg: Path) -> list[tuple[str, str, os.stat_result]]:
+    """(relative name, path, stat) of pebuilder's code and data files, in a fixed order."""
+    out = []
+    pending = [(os.fspath(pkg), "")]
+    while pending:
+        folder, rel_folder = pending.pop()
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        subdirs = []
+        for e in entries:
+            if e.is_dir():
+                if e.name != "__pycache__":
+                    subdirs.append((e.path, rel_folder + e.name + "/"))
+            elif not e.name.endswith((".pyc", ".pyo")):
+                out.append((rel_folder + e.name, e.path, e.stat()))
+        pending.extend(reversed(subdirs))
+    return sorted(out, key=lambda f: f[0])
+
+
+def _content_digest(files: list[tuple[str, str, os.stat_result]]) -> str:
+    h = hashlib.sha256()
+    for rel, path, _ in files:
+        h.update(rel.encode() + b"\0")
+        with open(path, "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()
+
+
 @functools.lru_cache(maxsize=1)
 def source_digest() -> str:
-    """pebuilder's own code and data files: a changed pebuilder never reuses an old stage result."""
-    pkg = Path(__file__).resolve().parent.parent
-    h = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(pkg):
-        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
-        for n in sorted(filenames):
-            if n.endswith((".pyc", ".pyo")):
-                continue
-            p = Path(dirpath) / n
-            h.update(p.relative_to(pkg).as_posix().encode() + b"\0")
-            h.update(p.read_bytes())
-    return h.hexdigest()
+    """pebuilder's own code and data files: a changed pebuilder never reuses an old stage result.
+
+    The digest is of the files' contents. Reading them all on every run is what a no-op cannot
+    afford, so it is remembered in the user cache under a signature of every file's name, size,
+    mtime and inode (as git's index does): an edit, a reinstall (new inodes) or an added or removed
+    file changes the signature, and the contents are hashed again. A file changed in the last two
+    seconds could still change within the same mtime tick, so such a digest is not remembered."""
+    files = _source_files(PACKAGE)
+    sig = hashlib.sha256()
+    newest = 0
+    for rel, _, st in files:
+        sig.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\n".encode(errors="surrogateescape"))
+        newest = max(newest, st.st_mtime_ns)
+    signature = sig.hexdigest()
+    record = _cache_root() / "source-digest" / (hashlib.sha256(os.fsencode(PACKAGE)).hexdigest()[:32] + ".json")
+    try:
+        kept = json.loads(record.read_text())
+        if kept.get("package") == str(PACKAGE) and kept.get("signature") == signature:
+            return str(kept["digest"])
+    except (OSError, ValueError, AttributeError, KeyError):
+        pass
+    digest = _content_digest(files)
+    if time.time_ns() - newest > RACY_NS:
+        try:
+            record.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(record, json.dumps({"package": str(PACKAGE), "signature": signature,
+                                                  "digest": digest}))
+        except OSError:
+            pass  # a read-only cache only costs reading the files on every run
+    return digest

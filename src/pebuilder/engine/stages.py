@@ -22,7 +22,7 @@ from typing import Any
 
 from pebuilder.engine.fingerprint import HashCache, path_digest, source_digest, tree_digest, value_digest
 from pebuilder.engine.progress import Progress
-from pebuilder.engine.report import StageResult
+from pebuilder.engine.report import StageResult, size_of
 from pebuilder.engine.state import StageState
 
 log = logging.getLogger("pebuilder.stage")
@@ -88,6 +88,7 @@ class Engine:
         self.progress = progress or Progress(enabled=False)
         self.force = force
         self.read_by_others: set[str] = set()  # stages named in some stage's `after`
+        self.sizes: dict[str, int] = {}  # this run's output sizes (the extract tree is output of two stages)
 
     def key(self, stage: Stage, unit_names: Iterable[str] = ()) -> str:
         inside = set(unit_names)
@@ -123,8 +124,9 @@ class Engine:
         results = []
         if fresh:
             for s in unit:
-                results.append(StageResult(s.name, False, 0.0, _sizes(s.outputs), "unchanged, skipped"))
+                results.append(StageResult(s.name, False, 0.0, self._skipped_sizes(s), "unchanged, skipped"))
         else:
+            self.sizes.clear()
             for s in unit:
                 self.state.forget(s.name)
             self.state.save()  # a run killed from here on reruns the whole unit next time
@@ -137,10 +139,10 @@ class Engine:
                     self.hashes.forget(o)
                 notes.append((s, time.monotonic() - t0, note if isinstance(note, str) else ""))
             token = self._token(unit, keys[-1])
-            for s, k in zip(unit, keys, strict=True):
-                self.state.record(s.name, k, token)
+            results = [StageResult(s.name, True, dt, self._sizes(s.outputs), note) for s, dt, note in notes]
+            for s, k, r in zip(unit, keys, results, strict=True):
+                self.state.record(s.name, k, token, r.outputs)
             self.state.save()
-            results = [StageResult(s.name, True, dt, _sizes(s.outputs), note) for s, dt, note in notes]
         for r in results:
             self.progress.done(r)
         self.results += results
@@ -159,9 +161,24 @@ class Engine:
                 "seconds": round(sum(r.seconds for r in self.results), 3),
                 "hashed_files": self.hashes.reads}
 
+    def _skipped_sizes(self, stage: Stage) -> dict[str, int]:
+        """A skipped stage's outputs are what it wrote last time: report the sizes measured then,
+        rather than walk an initrd tree of thousands of files again (the stage's own reruns and the
+        stages reading it still see every change, through their keys)."""
+        recorded = self.state.sizes(stage.name)
+        if recorded is not None and sorted(recorded) == sorted(str(o) for o in stage.outputs if o.exists()):
+            return recorded
+        return self._sizes(stage.outputs)
 
-def _sizes(outputs: Sequence[Path]) -> dict[str, int]:
-    from pebuilder.engine.report import size_of
-
-    return {str(o): size_of(o) for o in outputs if o.exists()}
+    def _sizes(self, outputs: Sequence[Path]) -> dict[str, int]:
+        """Sizes for the report, each output measured once per run until a stage runs again."""
+        out = {}
+        for o in outputs:
+            k = str(o)
+            if k not in self.sizes:
+                if not o.exists():
+                    continue
+                self.sizes[k] = size_of(o)
+            out[k] = self.sizes[k]
+        return out
 

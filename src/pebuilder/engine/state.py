@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from pebuilder.fsutil import write_text_atomic
 
@@ -12,25 +13,40 @@ class StageState:
     def __init__(self, state_dir: Path):
         state_dir.mkdir(parents=True, exist_ok=True)
         self.path = state_dir / "stages.json"
-        self.data: dict[str, dict[str, str]] = {}
+        self.data: dict[str, dict[str, Any]] = {}
+        self._saved = ""  # the file's text as last read or written: a no-op run rewrites nothing
         if self.path.exists():
             try:
-                loaded = json.loads(self.path.read_text())
+                text = self.path.read_text()
+                loaded = json.loads(text)
                 self.data = loaded if isinstance(loaded, dict) else {}
+                self._saved = text
             except ValueError:
                 self.data = {}  # a damaged record only costs a rebuild
 
     def key(self, name: str) -> str | None:
-        return self.data.get(name, {}).get("key")
+        got = self.data.get(name, {}).get("key")
+        return got if isinstance(got, str) else None
 
     def token(self, name: str) -> str:
-        return self.data.get(name, {}).get("token", "")
+        got = self.data.get(name, {}).get("token", "")
+        return got if isinstance(got, str) else ""
 
     def forget(self, name: str) -> None:
         self.data.pop(name, None)
 
-    def record(self, name: str, key: str, token: str) -> None:
+    def record(self, name: str, key: str, token: str, sizes: dict[str, int] | None = None) -> None:
         self.data[name] = {"key": key, "token": token}
+        if sizes is not None:
+            self.data[name]["sizes"] = sizes
+
+    def sizes(self, name: str) -> dict[str, int] | None:
+        """Output sizes measured when the stage last ran (what a skipped stage reports)."""
+        got = self.data.get(name, {}).get("sizes")
+        return got if isinstance(got, dict) else None
 
     def save(self) -> None:
-        write_text_atomic(self.path, json.dumps(self.data, indent=1, sort_keys=True))
+        text = json.dumps(self.data, indent=1, sort_keys=True)
+        if text != self._saved:
+            write_text_atomic(self.path, text)
+            self._saved = text

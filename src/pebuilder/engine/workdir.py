@@ -95,6 +95,9 @@ def clean_stale(state: Path, outputs: list[Path]) -> list[Path]:
         rmtree(tmp)
         removed.append(tmp)
     folders = {state, *(o.parent for o in outputs)}
+    for dirpath, dirnames, _ in os.walk(state):  # stages' products (initrd/, boot/, ...); not the template
+        dirnames[:] = [d for d in dirnames if not (dirpath == str(state) and d == "template")]
+        folders.add(Path(dirpath))
     for folder in folders:
         if not folder.is_dir():
             continue

@@ -266,6 +266,16 @@ class _CountingSink:
 
 
 def extract(archive: Path, dest: Path, meta_path: Path, budget: Budget | None = None) -> TreeMeta:
+    try:
+        return _extract(archive, dest, meta_path, budget)
+    except PebuilderError as exc:
+        if exc.code != Exit.USAGE:
+            raise
+        # the image cannot take a member (a file where the tree has a folder of that name)
+        raise CpioError(f"{archive}: {exc}") from None
+
+
+def _extract(archive: Path, dest: Path, meta_path: Path, budget: Budget | None = None) -> TreeMeta:
     """Unpack an initrd into `dest`; later members and archives override earlier ones, like the kernel.
 
     Everything goes through FsRoot: parents resolve inside `dest`, devices become recorded

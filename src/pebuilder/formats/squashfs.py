@@ -117,6 +117,11 @@ def extract(image: Path, fs: FsRoot, scratch: Path, budget: Budget) -> list[SqEn
                 os.utime(fs.path(e.name, follow_last=False), (st.st_mtime, st.st_mtime))
             else:
                 fs.special(e.name, e.mode, e.major, e.minor, e.uid, e.gid)
+    except PebuilderError as exc:
+        if exc.code != Exit.USAGE:
+            raise
+        # the image cannot take an entry (a file where the tree has a folder)
+        raise UnsafeArchiveError(f"{image}: {exc}") from None
     finally:
         rmtree(tmp)
     return entries

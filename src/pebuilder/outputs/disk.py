@@ -82,6 +82,16 @@ def needed_root_bytes(content: int, entries: int, fstype: str) -> int:
     return int(content * 1.05) + entries * 256 + journal + 8 * MIB
 
 
+def smallest_size(root: Path, spec: DiskSpec, margin: int = 64 * MIB) -> int:
+    """A disk size that holds `root` (plus GRUB's files and a margin), for images that get written to
+    bigger disks later (a PE's install image)."""
+    content, entries = tree_bytes(root)
+    fixed = (BIOS_BOOT_SIZE if spec.table == "gpt" and spec.bios else 0) + (ESP_SIZE if spec.uefi else 0)
+    grub = 4 * MIB if spec.bios else 0
+    size = needed_root_bytes(content + grub, entries + 300, spec.filesystem) + fixed + 4 * MIB + margin
+    return (size + MIB - 1) // MIB * MIB
+
+
 def plan(spec: DiskSpec, content_bytes: int, entries: int, seed: str) -> DiskPlan:
     wants_bios = spec.bios
     wants_uefi = spec.uefi

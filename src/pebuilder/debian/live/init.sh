@@ -44,6 +44,7 @@ rescue() {
 MEDIA=""
 DATA_LABEL="PBDATA"
 INIT=/sbin/init
+FETCH_URL=""
 [ -f /etc/pebuilder/boot.conf ] && . /etc/pebuilder/boot.conf
 EXTRA_EXT=""
 DATA_GIVEN=""
@@ -60,6 +61,7 @@ for word in $(cat /proc/cmdline); do
 	pb.persist=*) PERSIST="${word#pb.persist=}" ;;
 	pb.data=*) DATA_LABEL="${word#pb.data=LABEL=}" DATA_GIVEN=1 ;;
 	pb.toram) TORAM=1 ;;
+	pb.fetch=*) FETCH_URL="${word#pb.fetch=}" ;;
 	pb.wait=*) WAIT="${word#pb.wait=}" ;;
 	pb.shell) STOP=1 ;;
 	pb.debug) set -x ;;
@@ -76,7 +78,7 @@ if [ -f /etc/pebuilder/modules ]; then
 	done < /etc/pebuilder/modules
 fi
 
-# -- the medium --------------------------------------------------------------------------------------
+# -- the medium: a disk or CD, this initramfs itself (netboot, embedded), or a URL (netboot, fetch) --
 # findfs understands LABEL= and UUID=; a plain /dev path is taken as is.
 find_dev() {
 	case "$1" in
@@ -96,33 +98,77 @@ devices() {
 	for d in /sys/class/block/*; do [ -e "$d" ] && printf '%s ' "${d##*/}"; done
 }
 
-dev=""
-i=0
-while [ "$i" -le "$WAIT" ]; do
-	dev=$(find_dev "$MEDIA")
-	[ -n "$dev" ] && break
-	[ "$i" = 3 ] && say "waiting up to $WAIT s for the boot medium $MEDIA ..."
-	sleep 1
-	i=$((i + 1))
-done
-if [ -z "$dev" ]; then
-	rescue "cannot find the boot medium $MEDIA (waited $WAIT s; block devices: $(devices)). Check the pb.media= boot code or the medium's label."
-	dev=$(find_dev "$MEDIA")
-fi
+net_up() { # DHCP on the first interface that answers, with the system's own udhcpc hook
+	for n in /sys/class/net/*; do
+		n=${n##*/}
+		[ "$n" = lo ] && continue
+		ifconfig "$n" up 2>/dev/null
+		udhcpc -q -n -t 10 -T 2 -i "$n" -s /usr/share/udhcpc/default.script >/dev/null 2>&1 && return 0
+	done
+	return 1
+}
+
+fetch_system() { # every file of the manifest from $FETCH_URL into RAM, each checked against its sha256
+	mount -t tmpfs -o mode=0755 tmpfs /run/pb/ram
+	net_up || rescue "netboot: no DHCP lease on any interface ($(ls /sys/class/net | tr '\n' ' ')); cannot fetch $FETCH_URL"
+	while read -r sum rel; do
+		[ -n "$rel" ] || continue
+		mkdir -p "/run/pb/ram/${rel%/*}"
+		say "fetching $FETCH_URL/$rel"
+		if ! wget -q -O "/run/pb/ram/$rel" "$FETCH_URL/$rel"; then
+			rescue "netboot: cannot download $FETCH_URL/$rel"
+		fi
+		got=$(sha256sum "/run/pb/ram/$rel" | cut -d ' ' -f 1)
+		if [ "$got" != "$sum" ]; then
+			rm -f "/run/pb/ram/$rel"
+			rescue "netboot: $FETCH_URL/$rel has sha256 $got, not the expected $sum; refusing it"
+		fi
+	done < /etc/pebuilder/fetch.sha256
+	echo "$FETCH_URL" > /run/pb/fetch-url
+	[ -f /etc/pebuilder/install.sha256 ] && cp /etc/pebuilder/install.sha256 /run/pb/install.sha256
+}
+
 MEDIUM=/run/pb/medium
-if ! mount_any "$dev" "$MEDIUM"; then
-	rescue "cannot mount the boot medium $dev ($MEDIA)"
-fi
-if [ ! -f "$MEDIUM/os/core.sqfs" ]; then
-	rescue "$dev ($MEDIA) holds no /os/core.sqfs; is this a pebuilder medium?"
-fi
 WRITABLE=""
-touch "$MEDIUM/.pb-write-test" 2>/dev/null && rm -f "$MEDIUM/.pb-write-test" && WRITABLE=1
-say "medium $dev ($MEDIA)$([ -n "$WRITABLE" ] && echo ', writable' || echo ', read-only')"
+if [ -f /os/core.sqfs ]; then
+	# Netboot, embedded: this initramfs carries the system. Move it to a tmpfs under /run first:
+	# switch_root empties the initramfs, and /run moves into the system.
+	mount -t tmpfs -o mode=0755 tmpfs /run/pb/ram
+	mv /os /ext /run/pb/ram/
+	[ -f /etc/pebuilder/install.sha256 ] && cp /etc/pebuilder/install.sha256 /run/pb/install.sha256
+	MEDIUM=/run/pb/ram
+	say "netboot: the system came with the initramfs"
+elif [ -n "$FETCH_URL" ] && [ -f /etc/pebuilder/fetch.sha256 ]; then
+	fetch_system
+	MEDIUM=/run/pb/ram
+	say "netboot: the system came from $FETCH_URL"
+else
+	dev=""
+	i=0
+	while [ "$i" -le "$WAIT" ]; do
+		dev=$(find_dev "$MEDIA")
+		[ -n "$dev" ] && break
+		[ "$i" = 3 ] && say "waiting up to $WAIT s for the boot medium $MEDIA ..."
+		sleep 1
+		i=$((i + 1))
+	done
+	if [ -z "$dev" ]; then
+		rescue "cannot find the boot medium $MEDIA (waited $WAIT s; block devices: $(devices)). Check the pb.media= boot code or the medium's label."
+		dev=$(find_dev "$MEDIA")
+	fi
+	if ! mount_any "$dev" "$MEDIUM"; then
+		rescue "cannot mount the boot medium $dev ($MEDIA)"
+	fi
+	if [ ! -f "$MEDIUM/os/core.sqfs" ]; then
+		rescue "$dev ($MEDIA) holds no /os/core.sqfs; is this a pebuilder medium?"
+	fi
+	touch "$MEDIUM/.pb-write-test" 2>/dev/null && rm -f "$MEDIUM/.pb-write-test" && WRITABLE=1
+	say "medium $dev ($MEDIA)$([ -n "$WRITABLE" ] && echo ', writable' || echo ', read-only')"
+fi
 
 OS="$MEDIUM/os"
 EXT="$MEDIUM/ext"
-if [ -n "$TORAM" ]; then
+if [ -n "$TORAM" ] && [ "$MEDIUM" = /run/pb/medium ]; then
 	say "copying /os and /ext to RAM (pb.toram)"
 	mount -t tmpfs -o mode=0755 tmpfs /run/pb/ram
 	cp -a "$MEDIUM/os" "$MEDIUM/ext" /run/pb/ram/ 2>/dev/null
@@ -211,7 +257,7 @@ if [ -n "$DATA" ] && [ "$PERSIST" = 1 ]; then
 	UPPER="$DATA/changes"
 	say "changes are kept in /data/changes"
 else
-	mount -t tmpfs -o mode=0755 tmpfs /run/pb/ram 2>/dev/null || true
+	grep -q " /run/pb/ram " /proc/mounts || mount -t tmpfs -o mode=0755 tmpfs /run/pb/ram
 	UPPER=/run/pb/ram/changes
 	say "changes are kept in RAM"
 fi

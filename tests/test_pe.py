@@ -1,0 +1,252 @@
+"""PE and netinstall: network boot through iPXE, provisioning a disk from an image URL (with a dropped
+connection resumed) or from the live system itself, and refusing an image whose sha256 is wrong.
+
+Guests reach loopback servers only through QEMU's guestfwd; every result is read from the serial
+console or from the disk image's bytes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import re
+import shutil
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from shared import built, pebuilder
+from test_debian_live import MARKER, SDE
+from test_debian_live import default as default  # noqa: F401 - the README default ISO, shared
+from test_debian_live import disk as disk  # noqa: F401 - the tiny disk image, shared
+
+from pebuilder.boot.qemu import boot, console_text
+
+pytestmark = pytest.mark.network
+
+PE_TOML = """
+system = "debian"
+[extensions]
+dirs = ["ext"]
+onboot = ["pbmark"]
+[boot]
+serial = true
+timeout = 1
+hostname = "pbpe"
+[provision]
+install = "self"
+then = "poweroff"
+[output.iso]
+path = "out/pe.iso"
+volume_id = "PBPE"
+[output.netboot]
+dir = "out/netboot-fetch"
+mode = "fetch"
+url = "http://10.0.2.100/"
+"""
+
+
+class Files(BaseHTTPRequestHandler):
+    """Serves a folder with Range support; can drop the connection once, in the middle of a file."""
+
+    root: Path
+    drop_after: dict[str, int] = {}
+    requests: list[str] = []
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self.serve(False)
+
+    def do_GET(self) -> None:  # noqa: N802
+        self.serve(True)
+
+    def serve(self, body: bool) -> None:
+        name = self.path.lstrip("/")
+        path = self.root / name
+        self.requests.append(f"{self.command} {self.path} {self.headers.get('Range', '')}")
+        if not path.is_file():
+            self.send_error(HTTPStatus.NOT_FOUND)
+            return
+        data = path.read_bytes()
+        start, end = 0, len(data) - 1
+        m = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+        if m:
+            start = int(m.group(1))
+            end = min(int(m.group(2)), end) if m.group(2) else end
+        part = data[start:end + 1]
+        self.send_response(HTTPStatus.PARTIAL_CONTENT if m else HTTPStatus.OK)
+        self.send_header("Content-Length", str(len(part)))
+        if m:
+            self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+        self.end_headers()
+        if not body:
+            return
+        cut = None
+        if m and start <= self.drop_after.get(name, -1) <= end:  # only downloads that can resume
+            cut = self.drop_after.pop(name)
+        try:
+            if cut is not None:
+                self.wfile.write(part[: cut - start])
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return
+            self.wfile.write(part)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+
+@pytest.fixture
+def files_server(tmp_path):
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = type("H", (Files,), {"root": root, "drop_after": {}, "requests": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    nic = f"guestfwd=tcp:10.0.2.100:80-cmd:busybox nc 127.0.0.1 {server.server_address[1]}"
+    yield root, handler, nic
+    server.shutdown()
+    server.server_close()
+
+
+def _log(path: Path) -> str:
+    return console_text(path.read_bytes()) if path.exists() else ""
+
+
+def _direct(iso_tree: Path, codes: str) -> list[str]:
+    """Boot the live system's kernel directly with extra boot codes (the medium is still the ISO)."""
+    return ["-kernel", str(iso_tree / "boot/vmlinuz"), "-initrd", str(iso_tree / "boot/initrd.img"),
+            "-append", f"console=ttyS0,115200 {codes}"]
+
+
+@pytest.fixture(scope="module")
+def pe(tmp_path_factory) -> Path:
+    def make(folder: Path) -> None:
+        from shared import make_extension
+
+        ext = folder / "ext"
+        ext.mkdir()
+        make_extension(ext, "pbmark", {"usr/share/pbmark/hello.txt": "hello from pbmark\n"})
+        (folder / "pe.toml").write_text(PE_TOML)
+        pebuilder("build", folder / "pe.toml", env=SDE)
+        pebuilder("build", folder / "pe.toml", "--set", 'output.netboot.mode="embed"', "--set",
+                  'output.netboot.dir="out/netboot-embed"', env=SDE)
+
+    return built(tmp_path_factory, "pe", make)
+
+
+def test_netboot_folder_is_complete_and_checked(pe):
+    for mode in ("fetch", "embed"):
+        nb = pe / "out" / f"netboot-{mode}"
+        sums = dict(reversed(line.split("  ", 1)) for line in (nb / "SHA256SUMS").read_text().splitlines())
+        assert {"vmlinuz", "initrd.img", "boot.ipxe", "grub.cfg", "cmdline.txt"} <= set(sums)
+        for name, digest in sums.items():
+            assert hashlib.sha256((nb / name).read_bytes()).hexdigest() == digest, name
+        assert (nb / "boot.ipxe").read_text().startswith("#!ipxe\n")
+        assert "menuentry 'pebuilder PE' --id pebuilder-pe" in (nb / "grub.cfg").read_text()
+    assert "os/core.sqfs" in (pe / "out/netboot-fetch/SHA256SUMS").read_text()
+    assert "os/core.sqfs" not in (pe / "out/netboot-embed/SHA256SUMS").read_text()
+    fetch_size = (pe / "out/netboot-fetch/initrd.img").stat().st_size
+    assert (pe / "out/netboot-embed/initrd.img").stat().st_size > fetch_size + (4 << 20)
+
+
+@pytest.mark.boot
+def test_network_boot_through_ipxe_fetches_the_system(pe, tmp_path):
+    from pebuilder.net.serve import make_server
+
+    server = make_server(pe / "out" / "netboot-fetch", "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        res = boot(pe / "out" / "netboot-fetch", expect=[MARKER], media="network", timeout=200,
+                   log_path=tmp_path / "serial.log",
+                   nic=f"guestfwd=tcp:10.0.2.100:80-cmd:busybox nc 127.0.0.1 {server.server_address[1]}")
+    finally:
+        server.shutdown()
+        server.server_close()
+    log = _log(tmp_path / "serial.log")
+    assert res.ok, log[-3000:]
+    assert "netboot: the system came from http://10.0.2.100" in log
+    assert "pebuilder: extension pbmark" in log
+
+
+@pytest.mark.boot
+def test_embedded_netboot_initramfs_carries_the_system(pe, tmp_path):
+    nb = pe / "out" / "netboot-embed"
+    extra = ["-kernel", str(nb / "vmlinuz"), "-initrd", str(nb / "initrd.img"), "-append",
+             (nb / "cmdline.txt").read_text().strip()]
+    res = boot(pe / "out" / "pe.iso", expect=[MARKER, "pebuilder: extension pbmark"], media="cdrom", timeout=200,
+               log_path=tmp_path / "serial.log", extra=extra, memory=768)
+    log = _log(tmp_path / "serial.log")
+    assert res.ok, log[-3000:]
+    assert "netboot: the system came with the initramfs" in log
+
+
+@pytest.mark.boot
+def test_install_self_then_the_disk_boots_alone(pe, tmp_path):
+    blank = tmp_path / "blank.raw"
+    with open(blank, "wb") as f:
+        f.truncate(1 << 30)
+    res = boot(pe / "out" / "pe.iso", expect=["provisioning done", "powering off"], media="cdrom", timeout=240,
+               log_path=tmp_path / "pe.log", disks=[blank], writable=True)
+    assert res.ok, _log(tmp_path / "pe.log")[-3000:]
+    res = boot(blank, expect=[MARKER, "pebuilder: extension pbmark"], media="disk", drive_if="virtio", timeout=200,
+               log_path=tmp_path / "installed.log")
+    log = _log(tmp_path / "installed.log")
+    assert res.ok, log[-3000:]
+    assert "LABEL=PBLIVE), writable" in log and "host pbpe" in log
+
+
+@pytest.mark.boot
+def test_provision_by_image_resumes_a_dropped_connection(default, disk, files_server, tmp_path):  # noqa: F811
+    root, handler, nic = files_server
+    with open(disk, "rb") as src, gzip.open(root / "live.raw.gz", "wb", compresslevel=1) as dst:
+        shutil.copyfileobj(src, dst)
+    digest = hashlib.sha256((root / "live.raw.gz").read_bytes()).hexdigest()
+    handler.drop_after["live.raw.gz"] = (root / "live.raw.gz").stat().st_size // 2
+    (root / "prov.conf").write_text(f"image=http://10.0.2.100/live.raw.gz\nsha256={digest}\ntarget=auto\n"
+                                    "then=poweroff\nscript=echo provisioned-by-pebuilder > /target/data/note\n")
+    target = tmp_path / "target.raw"
+    with open(target, "wb") as f:
+        f.truncate(1 << 30)
+    iso_tree = default / "work" / "image"
+    res = boot(default / "pebuilder-default.iso", expect=["provisioning done", "powering off"], media="cdrom",
+               timeout=300, log_path=tmp_path / "pe.log", disks=[target], writable=True, nic=nic,
+               extra=_direct(iso_tree, "pb.media=LABEL=PEBUILDER pb.provision=http://10.0.2.100/prov.conf"))
+    log = _log(tmp_path / "pe.log")
+    assert res.ok, log[-3000:]
+    assert "connection to http://10.0.2.100/live.raw.gz lost at byte" in log and "resuming" in log
+    assert "sha256 verified" in log
+    assert sum(" bytes=" in r for r in handler.requests) >= 2  # the chunk was asked for again
+    res = boot(target, expect=[MARKER], media="disk", drive_if="virtio", timeout=200, firmware="bios",
+               log_path=tmp_path / "written.log", script=[("expect", "Please press Enter"), ("send", "\n"),
+                                                          ("send", "cat /data/note\n"),
+                                                          ("expect", "provisioned-by-pebuilder")])
+    assert res.ok, _log(tmp_path / "written.log")[-3000:]
+    assert "host pbdisk" in _log(tmp_path / "written.log")
+
+
+@pytest.mark.boot
+def test_provision_with_a_wrong_sha256_wipes_and_says_so(default, files_server, tmp_path):  # noqa: F811
+    root, _, nic = files_server
+    (root / "img.raw").write_bytes(os.urandom(3 << 20))
+    (root / "prov.conf").write_text("image=http://10.0.2.100/img.raw\nsha256=" + "0" * 64 + "\ntarget=/dev/vda\n"
+                                    "then=shell\n")
+    target = tmp_path / "target.raw"
+    with open(target, "wb") as f:
+        f.write(os.urandom(2 << 20))
+        f.truncate(256 << 20)
+    iso_tree = default / "work" / "image"
+    res = boot(default / "pebuilder-default.iso", expect=["nothing half-written can boot"], media="cdrom", timeout=240,
+               log_path=tmp_path / "pe.log", disks=[target], writable=True, nic=nic,
+               extra=_direct(iso_tree, "pb.media=LABEL=PEBUILDER pb.provision=http://10.0.2.100/prov.conf"))
+    log = _log(tmp_path / "pe.log")
+    assert res.ok, log[-3000:]
+    assert "http://10.0.2.100/img.raw: sha256" in log and "does not match the expected" in log
+    assert "first MiB of /dev/vda was wiped" in log
+    assert target.read_bytes()[: 1 << 20] == bytes(1 << 20)
