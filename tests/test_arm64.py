@@ -99,7 +99,8 @@ def test_arm64_iso_boots_and_loads_an_arm64_extension(arm64, tmp_path):
 def arm64_minbase(tmp_path_factory) -> Path:
     def make(folder: Path) -> None:
         (folder / "m.toml").write_text('system = "debian"\n[base]\narch = "arm64"\nvariant = "minbase"\n'
-                                       'compression = "zstd"\n[boot]\nserial = true\n[output.iso]\npath = "out/m.iso"\n')
+                                       'compression = "zstd"\n[boot]\nserial = true\n'
+                                       '[output.iso]\npath = "out/m.iso"\n')
         pebuilder("build", folder / "m.toml")
 
     return built(tmp_path_factory, "arm64-minbase", make)

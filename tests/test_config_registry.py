@@ -24,7 +24,7 @@ HASH = "$6$pbsalt01$" + "A" * 86
 # of arrays of tables ([[users]], [[files]], [[output.disk]]) a list with one value per table (None: the
 # key is left out of that table).
 VALUES: dict[str, Any] = {
-    "system": "tinycore",
+    "system": "debian",
     "template.iso": "tc.iso",
     "base.distro": "debian",  # the only accepted value (its default)
     "base.suite": "trixie",
@@ -33,6 +33,7 @@ VALUES: dict[str, Any] = {
     "base.packages": ["curl", "openssh-server"],
     "base.mirror": "http://deb.example.org/debian",
     "base.trim": False,
+    "base.compression": "zstd",
     "work.dir": "w",
     "work.extract_limit": "1G",
     "extensions.dirs": ["exts", "more/exts"],
@@ -97,9 +98,19 @@ VALUES: dict[str, Any] = {
     "output.disk[].data_label": ["DATA", None],
     "output.disk[].persist": [["home", "opt"], None],
     "output.disk[].mydata": ["mydata", None],
+    "output.netboot.dir": "out/netboot",
+    "output.netboot.mode": "fetch",
+    "output.netboot.url": "http://pxe.example/pe/",
+    "provision.image": "http://images.example/disk.raw.xz",  # either an image ...
+    "provision.sha256": "0" * 64,
+    "provision.install": "self",  # ... or the live system itself
+    "provision.target": "/dev/vda",
+    "provision.then": "poweroff",
+    "provision.script": ["echo done > /target/etc/motd"],
 }
 # [kernel] takes a package or a local kernel, never both: two configs cover the keys between them.
-VARIANTS = {"local-kernel": {"kernel.package"}, "package-kernel": {"kernel.vmlinuz", "kernel.modules_dir"}}
+VARIANTS = {"local-kernel": {"kernel.package", "provision.install"},
+            "package-kernel": {"kernel.vmlinuz", "kernel.modules_dir", "provision.image", "provision.sha256"}}
 
 
 def every_key_data(leave_out: set[str]) -> dict[str, Any]:
