@@ -229,8 +229,11 @@ def fetch(cache: Path, mirrors: list[str], timeout: float = TIMEOUT) -> Path:
             for rel in PINS:
                 target = staging / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(_stored(store, rel), target)
-                target.chmod(0o444)
+                try:
+                    os.link(_stored(store, rel), target)  # the store's files are read-only: sharing them is safe
+                except OSError:
+                    shutil.copyfile(_stored(store, rel), target)
+                    target.chmod(0o444)
             (staging / ".pins").write_text(pins_digest())
             if final.exists():  # made for other pins, or damaged: replaced whole
                 shutil.rmtree(final)
@@ -322,7 +325,8 @@ class _Session:
             have = path.stat().st_size if path.is_file() else -1
             digest = pinned_md5(path, rel) if have == size else "-"
             if digest != md5:
-                bad.append(f"{url}{'!' + members[rel] if members[rel] else ''}: md5 {digest} (size {have}) is not "
+                member = members[rel]
+                bad.append(f"{url}{'!' + member if member else ''}: md5 {digest} (size {have}) is not "
                            f"the pinned {md5} (size {size}); refused")
         if bad:
             return bad

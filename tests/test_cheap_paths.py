@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -163,7 +164,7 @@ def test_no_op_imports_neither_rich_nor_the_builders(built):
 # -- pebuilder's own digest ------------------------------------------------------------------------
 
 @pytest.fixture
-def package_copy(tmp_path, monkeypatch) -> Path:
+def package_copy(tmp_path, monkeypatch) -> Iterator[Path]:
     """A copy of a small package, with files old enough that their digest may be remembered."""
     pkg = tmp_path / "pkg"
     (pkg / "sub").mkdir(parents=True)
@@ -184,7 +185,12 @@ def package_copy(tmp_path, monkeypatch) -> Path:
 def _digest_counting_reads(monkeypatch) -> tuple[str, int]:
     reads = []
     real = fingerprint._content_digest
-    monkeypatch.setattr(fingerprint, "_content_digest", lambda files: reads.append(1) or real(files))
+
+    def counting(files: list) -> str:
+        reads.append(1)
+        return real(files)
+
+    monkeypatch.setattr(fingerprint, "_content_digest", counting)
     fingerprint.source_digest.cache_clear()
     return fingerprint.source_digest(), len(reads)
 

@@ -25,7 +25,7 @@ ALLOWED: dict[str, set[str]] = {
     "engine": {"errors", "fsutil"},
     "boot": {"errors", "arch", "runner"},
     "customise": {"errors", "fsutil", "arch", "fsroot", "runner", "formats", "net", "config"},
-    "outputs": {"errors", "fsutil", "arch", "fsroot", "runner", "formats"},
+    "outputs": {"errors", "fsutil", "arch", "fsroot", "runner", "formats", "config"},
     "tinycore": {"errors", "fsutil", "arch", "fsroot", "runner", "formats", "net", "config", "customise", "outputs"},
     "debian": {"errors", "fsutil", "arch", "fsroot", "runner", "formats", "net", "config", "customise", "outputs"},
     "builds": {"errors", "fsutil", "arch", "fsroot", "runner", "formats", "net", "config", "customise", "outputs",

@@ -250,3 +250,33 @@ def test_provision_with_a_wrong_sha256_wipes_and_says_so(default, files_server, 
     assert "http://10.0.2.100/img.raw: sha256" in log and "does not match the expected" in log
     assert "first MiB of /dev/vda was wiped" in log
     assert target.read_bytes()[: 1 << 20] == bytes(1 << 20)
+
+
+@pytest.mark.boot
+@pytest.mark.needs_fixtures
+def test_tinycore_remaster_netboots_with_its_extensions(template_iso, tmp_path):
+    """A Tiny Core remaster as a RAM boot: iPXE over QEMU's TFTP, extensions built into the initrd."""
+    from conftest import EXT_MARKER, make_marker_extension
+
+    exts = tmp_path / "exts"
+    exts.mkdir()
+    make_marker_extension(exts)
+    (tmp_path / "tc.toml").write_text(f"""
+[template]
+iso = "{template_iso}"
+[extensions]
+dirs = ["exts"]
+onboot = ["pbtest"]
+[boot]
+serial = true
+timeout = 1
+hostname = "pbnet"
+[output.netboot]
+dir = "netboot"
+""")
+    pebuilder("build", tmp_path / "tc.toml", env=SDE)
+    nb = tmp_path / "netboot"
+    assert "cde" not in (nb / "cmdline.txt").read_text().split()
+    res = boot(nb, expect=["Setting hostname to pbnet", EXT_MARKER], media="network", timeout=200,
+               log_path=tmp_path / "serial.log")
+    assert res.ok, _log(tmp_path / "serial.log")[-3000:]

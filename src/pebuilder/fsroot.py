@@ -23,7 +23,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import Protocol
 
 from pebuilder.errors import PebuilderError, UnsafeArchiveError
 from pebuilder.fsutil import atomic_output, rmtree
@@ -32,6 +32,10 @@ CHUNK = 1 << 20
 HOST_PERM = 0o777  # setuid/setgid/sticky stay in TreeMeta, never on the builder's files
 OWNER_BITS = {stat.S_IFREG: stat.S_IRUSR | stat.S_IWUSR, stat.S_IFDIR: stat.S_IRWXU}
 GIB = 1 << 30
+
+
+class Readable(Protocol):
+    def read(self, n: int = ..., /) -> bytes: ...
 
 
 def safe_relpath(name: str) -> PurePosixPath:
@@ -257,7 +261,7 @@ class FsRoot:
         perm = stat.S_IMODE(st.st_mode) if mode is None else mode
         return self._record(target, stat.S_IFREG | perm, uid, gid, st.st_mtime)
 
-    def write_stream(self, rel: str, stream: BinaryIO, size: int, mode: int, uid: int, gid: int,
+    def write_stream(self, rel: str, stream: Readable, size: int, mode: int, uid: int, gid: int,
                      mtime: float | None = None) -> str:
         """A file's body from an archive member: exactly `size` bytes."""
         parent, name = self._parent(rel)

@@ -121,7 +121,11 @@ def password_digests(cfg: Config) -> list[str]:
     from pebuilder.customise.accounts import Secret
 
     salt = _key_salt(cfg)
-    return [hashlib.pbkdf2_hmac("sha256", Secret(u).digest().encode(), salt, 100_000).hex() for u in cfg.users]
+    out = [hashlib.pbkdf2_hmac("sha256", Secret(u).digest().encode(), salt, 100_000).hex() for u in cfg.users]
+    secret = salt_secret(cfg)  # a new salt secret (reproducible builds) rebuilds too
+    if secret:
+        out.append(hashlib.pbkdf2_hmac("sha256", secret, salt, 100_000).hex())
+    return out
 
 
 BOOT_KEYS = ("hostname", "autologin", "serial_getty", "serial")

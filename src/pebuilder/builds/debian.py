@@ -23,7 +23,8 @@ from pebuilder.config.model import Config, DiskOutput
 from pebuilder.customise import accounts, certificates, files, modules, ssh
 from pebuilder.customise.modules import KernelFiles
 from pebuilder.customise.profile import DEBIAN
-from pebuilder.debian import base, extensions, initramfs, kernel_pkg, live_ext, lock, system_modules
+from pebuilder.debian import base, initramfs, kernel_pkg, live_ext, lock, system_modules
+from pebuilder.debian import extensions as debext
 from pebuilder.engine.stages import Stage
 from pebuilder.errors import Exit, PebuilderError
 from pebuilder.formats import squashfs
@@ -280,7 +281,7 @@ class DebianLive(Build):
             release = f"pebuilder live ({c.base.variant}, Debian {c.base.suite}, {self.arch().debian})"
             base.system_files(fs, base.inittab(self.arch().console, c.boot.serial_getty, c.boot.autologin),
                               c.services.bootlocal, c.boot.hostname or "pebuilder", release,
-                              extensions.repo_path(c.base.suite, self.arch()),
+                              debext.repo_path(c.base.suite, self.arch()),
                               c.extensions.mirrors[0] if c.extensions.mirrors else None)
             fs.meta.save(self.p.system_meta)
             return ", ".join(done) or "system files"
@@ -340,11 +341,11 @@ class DebianLive(Build):
                      values=lambda: {"onboot": ext.onboot, "ondemand": ext.ondemand, "debian": self.from_debian()},
                      outputs=[self.p.ext])
 
-    def extension_builder(self) -> extensions.Builder:
+    def extension_builder(self) -> debext.Builder:
         """Extensions from Debian packages, against what this build's base holds."""
         b = self.cfg.base
         archive = lock.open_archive(b.suite, self.arch(), b.mirror, self.cache, self.cfg.extensions.offline)
-        return extensions.Builder(archive, self.arch(), self.cache, self.have(archive), trim=b.trim)
+        return debext.Builder(archive, self.arch(), self.cache, self.have(archive), trim=b.trim)
 
     def have(self, archive: Any) -> Any:
         """What the base holds: dpkg's status for minbase, the pinned packages for tiny."""
@@ -567,13 +568,13 @@ def provision_conf(pv: Any) -> str:
 
 
 def build_extensions(cfg: Config, names: list[str], out_root: Path, compression: str = "gzip",
-                     force: bool = False) -> tuple[Path, list[extensions.Built]]:
+                     force: bool = False) -> tuple[Path, list[debext.Built]]:
     """`pebuilder ext build`: Debian packages as a closed set of extensions in a repository folder."""
     live = DebianLive(cfg)
     live.run("base" if cfg.base.variant == "minbase" else "packages", force=force)
     builder = live.extension_builder()
     builder.compression = compression
-    folder = out_root / extensions.repo_path(cfg.base.suite, live.arch())
+    folder = out_root / debext.repo_path(cfg.base.suite, live.arch())
     return folder, builder.build(names, folder)
 
 

@@ -82,6 +82,7 @@ class TinyCoreRemaster(Build):
             self.efi_boot(),
             self.assemble_image(),
             self.package_iso(),
+            *([self.netboot()] if self.cfg.output.netboot else []),
             *(self.disk_image(i, d) for i, d in enumerate(self.cfg.output.disk)),
         ]
 
@@ -545,6 +546,52 @@ class TinyCoreRemaster(Build):
 
         return Stage("package-iso", action, after=["assemble-image", "efi-boot"],
                      values={"out": str(out), "vol": vol}, outputs=[out])
+
+    def netboot(self) -> Stage:
+        """A RAM boot of the remaster: its kernel and initrd, with the cde extensions appended as a
+        second archive in /tmp/builtin (tce-setup loads those at boot, since Tiny Core 4.7.5)."""
+        from pebuilder.formats import cpio as cpio_fmt
+        from pebuilder.fsroot import FsRoot
+        from pebuilder.outputs import netboot as nb_out
+
+        nb = self.cfg.output.netboot
+        assert nb is not None
+        if nb.mode != "embed":
+            raise PebuilderError("output.netboot.mode: a Tiny Core netboot carries its extensions in the initrd; "
+                                 "use mode = \"embed\" (fetch is for the Debian system)", Exit.CONFIG_INVALID)
+
+        def action() -> str:
+            info = self.info()
+            work = self.p.scratch / "netboot"
+            rmtree(work)
+            initrd = work / "initrd.img"
+            extra = work / "builtin.gz"
+            tree = FsRoot(work / "builtin")
+            opt = self.p.cde / "optional"
+            names = [*self.names("builtin"), *self.names("onboot")]
+            for d in ("tmp", "tmp/builtin", "tmp/builtin/optional"):
+                tree.mkdir(d, 0o1777 if d == "tmp" else 0o775, 0, 0 if d == "tmp" else 50)
+            for f in sorted(opt.iterdir()) if opt.is_dir() else []:
+                tree.copy_from(f, f"tmp/builtin/optional/{f.name}", 0o664, 0, 50)
+            builtin_opt = self.p.extract / "tmp/builtin/optional"
+            for f in sorted(builtin_opt.iterdir()) if builtin_opt.is_dir() else []:
+                tree.copy_from(f, f"tmp/builtin/optional/{f.name}", 0o664, 0, 50)
+            tree.write("tmp/builtin/onboot.lst", "".join(f"{n}\n" for n in dict.fromkeys(names)), 0o664, 0, 50)
+            cpio_fmt.pack(tree.root, tree.meta, extra, "gzip", "default")
+            with open(initrd, "wb") as out:
+                for part in (self.initrd_out(), extra):
+                    with open(part, "rb") as f:
+                        shutil.copyfileobj(f, out)
+            kf = self.kernel_files()
+            kernel = kf.vmlinuz if kf is not None else self.p.template / info.kernel
+            entry = json.loads((self.p.boot / "entry.json").read_text())
+            cmdline = [c for c in entry["cmdline"] if c != "cde"]
+            n = nb_out.write(nb.dir, kernel, initrd, cmdline, "Tiny Core (pebuilder)")
+            rmtree(work)
+            return f"{n} files in {nb.dir}, {len(names)} extensions built in"
+
+        return Stage("netboot", action, after=["kernel", "bootcode", "pack-initrd", "extensions-cde"],
+                     values=registry.to_data(nb), outputs=[nb.dir])
 
     def disk_image(self, index: int, spec: DiskOutput) -> Stage:
         def action() -> str:

@@ -20,6 +20,7 @@ LIST_KINDS = ("strings", "paths")
 def add_flags(p: argparse.ArgumentParser) -> None:
     for k in registry.cli_keys():
         dest = "set_" + k.path.replace(".", "_")
+        assert k.cli is not None
         if k.kind == "bool":
             p.add_argument(k.cli, dest=dest, action="store_const", const=True, default=None, help=k.help)
         elif k.kind in LIST_KINDS:

@@ -107,8 +107,8 @@ class Reader:
             if not isinstance(raw, list):
                 raise self.fail(label, f"use [[{label}]] tables")
             return [self.section(meta["cls"], t, f"{label}[{i}]") for i, t in enumerate(raw)]
-        value = CONVERTERS[kind](self, raw, label, meta)
-        self.check(value, label, meta)
+        value = CONVERTERS[kind](self, raw, label, dict(meta))
+        self.check(value, label, dict(meta))
         return value
 
     def check(self, value: Any, label: str, meta: dict[str, Any]) -> None:

@@ -44,9 +44,10 @@ class Secret:
             except (OSError, UnicodeDecodeError) as exc:
                 raise ConfigError(f"users.{u.name}: cannot read password_file {u.password_file}: {exc}") from None
         elif u.password_env:
-            secret = os.environ.get(u.password_env)
-            if secret is None:
+            from_env = os.environ.get(u.password_env)
+            if from_env is None:
                 raise ConfigError(f"users.{u.name}: environment variable {u.password_env} is not set")
+            secret = from_env
         else:
             return None
         if not secret:

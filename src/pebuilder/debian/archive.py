@@ -112,7 +112,7 @@ def parse_relations(text: str) -> tuple[Alternatives, ...]:
         alts = []
         for rel in group:
             op, ver = rel.get("version") or (None, None)
-            alts.append(Dep(rel["name"], _OPS.get(op, op), ver, rel.get("archqual")))
+            alts.append(Dep(rel["name"], _OPS.get(op, op) if op else None, ver, rel.get("archqual")))
         if alts:
             groups.append(tuple(alts))
     return tuple(groups)
@@ -595,7 +595,7 @@ def _open_index(path: Path) -> IO[bytes]:
     if magic.startswith(b"\xfd7zXZ"):
         return lzma.open(path, "rb")
     if magic.startswith(b"\x1f\x8b"):
-        return gzip.open(path, "rb")
+        return gzip.open(path, "rb")  # type: ignore[return-value]
     return open(path, "rb")  # noqa: SIM115 - returned to a with-block
 
 
@@ -611,7 +611,7 @@ def parse_packages(stream: IO[bytes], what: str) -> dict[str, list]:
             version = get("Version")
             if not name or not version or not get("Filename") or not get("SHA256"):
                 continue  # not installable from this index (no file or no checksum)
-            row = [version, get("Architecture", ""), get("Filename"), get("SHA256").lower(), _int(get("Size")),
+            row = [version, get("Architecture", ""), get("Filename"), (get("SHA256") or "").lower(), _int(get("Size")),
                    _int(get("Installed-Size")), get("Depends", ""), get("Pre-Depends", ""), get("Provides", ""),
                    get("Essential", "").strip().lower() == "yes", get("Priority", ""), get("Section", ""),
                    get("Multi-Arch", ""), (get("Source", "") or "").split(" ", 1)[0],

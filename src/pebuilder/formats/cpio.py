@@ -369,7 +369,7 @@ def walk_sorted(root: Path) -> list[str]:
 
 
 def pack(root: Path, meta: TreeMeta, out_path: Path, compression: str = "gzip",
-         level: int | None = None) -> int:
+         level: int | str | None = None) -> int:
     """Write `root` as a newc archive, owners from `meta` (root for anything new). Returns its size."""
     clamp = source_date_epoch()
     names = walk_sorted(root)
@@ -392,7 +392,7 @@ def pack(root: Path, meta: TreeMeta, out_path: Path, compression: str = "gzip",
 
 def _write_tree(root: Path, names: list[str], stats: dict[str, os.stat_result], meta: TreeMeta,
                 group_of: dict[str, list[str]], subdirs: dict[str, int], clamp: int | None, raw: BinaryIO,
-                compression: str, level: int | None) -> None:
+                compression: str, level: int | str | None) -> None:
     z = compress.open_compressor(raw, compression, level)
     inner = _CountingSink(z)
     w = CpioWriter(inner)
@@ -438,5 +438,5 @@ def read_member(path: Path, name: str) -> bytes | None:
     want = safe_relpath(name).as_posix()
     for e, body in iter_archive(path):
         if safe_relpath(e.name).as_posix() == want:
-            found = e.link_target.encode() if e.kind == "symlink" else b"".join(body.chunks())
+            found = (e.link_target or "").encode() if e.kind == "symlink" else b"".join(body.chunks())
     return found

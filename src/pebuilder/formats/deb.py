@@ -47,7 +47,7 @@ class _Slice(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buf) -> int:  # type: ignore[override]
+    def readinto(self, buf) -> int:
         n = min(len(buf), self._left)
         if n <= 0:
             return 0

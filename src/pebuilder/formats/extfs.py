@@ -20,7 +20,7 @@ PINNED = {"ext4": "^metadata_csum_seed,^orphan_file,^metadata_csum,^64bit",
 
 def make(image: Path, offset: int, size: int, fstype: str, label: str, fs_uuid: str, source: Path | None,
          workdir: Path) -> None:
-    args = ["mke2fs", "-q", "-F", "-t", fstype, "-L", label[:16], "-U", fs_uuid, "-O", PINNED[fstype],
+    args: list[str | Path] = ["mke2fs", "-q", "-F", "-t", fstype, "-L", label[:16], "-U", fs_uuid, "-O", PINNED[fstype],
             "-E", f"offset={offset},root_owner=0:0,hash_seed={fs_uuid}", "-m", "0"]
     if fstype != "ext2":
         args += ["-J", "size=16"]

@@ -45,7 +45,7 @@ def build_efi(out: Path, arch: Arch, marker: str, workdir: Path, lib: Path | Non
     folder = efi_modules_dir(arch, lib)
     cfg = workdir / "grub-embedded.cfg"
     write_text_atomic(cfg, embedded_config(marker))
-    run(["grub-mkimage", "-O", arch.grub_efi, "-d", folder, "-p", "/boot/grub", "-c", cfg, "-o", out,
+    run(["grub-mkimage", "-O", str(arch.grub_efi), "-d", folder, "-p", "/boot/grub", "-c", cfg, "-o", out,
          *EFI_MODULES], what=f"building the GRUB {arch.grub_efi} image")
 
 

@@ -33,6 +33,7 @@ import struct
 import threading
 import zlib
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO
 
@@ -41,7 +42,7 @@ from pebuilder.errors import PebuilderError
 try:  # an accelerator: without it the zlib engine is used
     import deflate as _libdeflate
 except ImportError:  # pragma: no cover - depends on the environment
-    _libdeflate = None
+    _libdeflate = None  # type: ignore[assignment]
 
 ENGINES = ("libdeflate", "zlib")
 # What the names mean per engine, chosen on three inputs (bench/remaster_speed.py's cpio of Python's
@@ -168,9 +169,9 @@ def _unfinalize(comp: bytearray, expect: bytes | bytearray) -> bytearray:
     return comp
 
 
-def _libdeflate_block(data: bytes | bytearray, level: int, final: bool, prev: bytes) -> bytearray:
+def _libdeflate_block(data: bytes | bytearray, level: int, final: bool, prev: bytes) -> bytes:
     comp = _libdeflate.deflate_compress(data, level)
-    return comp if final else _unfinalize(comp, data)
+    return bytes(comp) if final else bytes(_unfinalize(comp, data))
 
 
 def _zlib_block(data: bytes | bytearray, level: int, final: bool, prev: bytes) -> bytes:
@@ -181,7 +182,8 @@ def _zlib_block(data: bytes | bytearray, level: int, final: bool, prev: bytes) -
     return z.compress(data) + z.flush(zlib.Z_FINISH if final else zlib.Z_SYNC_FLUSH)
 
 
-_BLOCK_FUNCS = {"libdeflate": _libdeflate_block, "zlib": _zlib_block}
+BlockFunc = Callable[[bytes | bytearray, int, bool, bytes], bytes]
+_BLOCK_FUNCS: dict[str, BlockFunc] = {"libdeflate": _libdeflate_block, "zlib": _zlib_block}
 
 
 # --- choices -------------------------------------------------------------------------------------

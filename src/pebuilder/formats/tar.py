@@ -37,7 +37,7 @@ try:
 
     DAMAGED += (zstandard.ZstdError,)
 except ImportError:  # only .deb members compressed with zstd need it
-    zstandard = None
+    zstandard = None  # type: ignore[assignment]
 _DEVICE_TYPES = {tarfile.CHRTYPE: stat.S_IFCHR, tarfile.BLKTYPE: stat.S_IFBLK, tarfile.FIFOTYPE: stat.S_IFIFO}
 
 
@@ -46,7 +46,7 @@ class _EndCheckingTarInfo(tarfile.TarInfo):
     member for the end of the archive, silently, so a cut-off stream would unpack half a package."""
 
     @classmethod
-    def fromtarfile(cls, tf: tarfile.TarFile) -> tarfile.TarInfo:
+    def fromtarfile(cls, tf: tarfile.TarFile) -> _EndCheckingTarInfo:
         try:
             return super().fromtarfile(tf)
         except tarfile.HeaderError as exc:
@@ -132,7 +132,7 @@ def extract_into(fileobj: IO[bytes], fsroot: FsRoot, budget: Budget, exclude: Ex
                                              "tree cannot hold; refusing the archive")
                 written.append(name)
             end = getattr(tf, "pebuilder_end", None)
-            if not isinstance(end, tarfile.EOFHeaderError):
+            if not isinstance(end, tarfile.EOFHeaderError):  # type: ignore[attr-defined]  # not in typeshed
                 raise UnsafeArchiveError(f"{what}: ends without tar's end-of-archive marker after {len(written)} "
                                          f"members ({end}); the file is truncated or damaged")
     except DAMAGED as exc:
@@ -153,7 +153,7 @@ def open_compressed(fileobj: IO[bytes], suffix: str, what: str) -> IO[bytes]:
     if suffix in ("", ".tar"):
         return fileobj
     if suffix == ".gz":
-        return gzip.GzipFile(fileobj=fileobj, mode="rb")
+        return gzip.GzipFile(fileobj=fileobj, mode="rb")  # type: ignore[return-value]
     if suffix == ".xz":
         return lzma.LZMAFile(fileobj)
     if suffix == ".bz2":

@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from pebuilder.fsutil import human_size
 
@@ -22,8 +23,8 @@ class DownloadProgress:
         self.stream = stream or sys.stderr
         self.lock = threading.Lock()
         self.start = time.monotonic()
-        self._bar = None
-        self._task = None
+        self._bar: Any = None
+        self._task: Any = None
 
     def add(self, n: int) -> None:
         with self.lock:

@@ -121,7 +121,7 @@ class Handler(BaseHTTPRequestHandler):
     single: Path | None = None
     # Per socket operation (StreamRequestHandler.setup): an idle keep-alive client, or one that stops
     # reading, is dropped after this many seconds; a slow download that keeps moving is not.
-    timeout: float | None = IDLE_TIMEOUT
+    timeout: float | None = IDLE_TIMEOUT  # type: ignore[misc]  # a class setting, as StreamRequestHandler has it
     protocol_version = "HTTP/1.1"
     # Headers and body go out in separate writes; without this, Nagle + delayed ACK add ~40 ms
     # to every small file.
@@ -171,7 +171,7 @@ class Handler(BaseHTTPRequestHandler):
         self._started = False
         if not super().parse_request():
             return False
-        if len(self.raw_requestline) > MAX_REQUEST_LINE:
+        if len(getattr(self, "raw_requestline", b"")) > MAX_REQUEST_LINE:
             self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
             return False
         if self.headers.get("Transfer-Encoding") or self.headers.get("Content-Length", "0").strip() not in ("", "0"):
@@ -442,7 +442,7 @@ def make_server(path: Path, bind: str = "127.0.0.1", port: int = 8080, timeout: 
 
 def serve(path: Path, bind: str, port: int, timeout: float | None = IDLE_TIMEOUT) -> None:
     server = make_server(path, bind, port, timeout)
-    host, real_port = server.server_address[:2]
+    host, real_port = str(server.server_address[0]), server.server_address[1]
     print(f"serving {path} on http://{host}:{real_port}/ (read-only; Ctrl-C stops)", file=sys.stderr, flush=True)
     try:
         server.serve_forever()
