@@ -280,3 +280,34 @@ dir = "netboot"
     res = boot(nb, expect=["Setting hostname to pbnet", EXT_MARKER], media="network", timeout=200,
                log_path=tmp_path / "serial.log")
     assert res.ok, _log(tmp_path / "serial.log")[-3000:]
+
+
+@pytest.mark.needs_fixtures
+def test_tinycore_pe_provisions_from_bootlocal(template_iso, tmp_path):
+    """The seed's mechanism: the PE step runs from bootlocal.sh (the script is shared with Debian's)."""
+    from pebuilder.formats import cpio, iso
+
+    sha = "ab" * 32
+    (tmp_path / "tc.toml").write_text(f"""
+[template]
+iso = "{template_iso}"
+[provision]
+image = "http://10.0.2.100/vm.raw.gz"
+sha256 = "{sha}"
+target = "/dev/sda"
+then = "poweroff"
+[output.iso]
+path = "pe.iso"
+""")
+    pebuilder("build", tmp_path / "tc.toml")
+    initrd = iso.extract_files(tmp_path / "pe.iso", ["boot/corepure64.gz"], tmp_path / "x")["boot/corepure64.gz"]
+    entries = {e.name: e for e in cpio.list_entries(initrd)}
+    assert entries["usr/local/sbin/pb-provision"].mode & 0o777 == 0o755
+    assert entries["etc/pebuilder/provision.conf"].mode & 0o777 == 0o600
+    conf = cpio.read_member(initrd, "etc/pebuilder/provision.conf").decode()
+    assert f"image=http://10.0.2.100/vm.raw.gz\nsha256={sha}\ntarget=/dev/sda\nthen=poweroff\n" in conf
+    assert b"/usr/local/sbin/pb-provision &" in cpio.read_member(initrd, "opt/bootlocal.sh")
+    bad = (tmp_path / "tc.toml").read_text().replace('image = "http://10.0.2.100/vm.raw.gz"', 'install = "self"')
+    (tmp_path / "bad.toml").write_text(bad.replace(f'sha256 = "{sha}"\n', ""))
+    proc = pebuilder("build", tmp_path / "bad.toml", check=False)
+    assert proc.returncode == 30 and "provision.install" in proc.stderr

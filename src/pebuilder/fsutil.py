@@ -132,32 +132,23 @@ def link_tree(src: Path, dest: Path, skip: set[str] | frozenset[str] = frozenset
         rel_dir = os.path.relpath(dirpath, src)
         out = dest if rel_dir == "." else dest / rel_dir
         keep = []
-        for d in sorted(dirnames):
-            rel = d if rel_dir == "." else f"{rel_dir}/{d}"
-            s = Path(dirpath) / d
-            if rel in skip:
+        for name in sorted(dirnames) + sorted(filenames):
+            s = Path(dirpath) / name
+            if (name if rel_dir == "." else f"{rel_dir}/{name}") in skip:
                 continue
-            if s.is_symlink():
-                os.symlink(os.readlink(s), out / d)
-                continue
-            (out / d).mkdir()
-            shutil.copystat(s, out / d)
-            keep.append(d)
+            st = os.lstat(s)
+            if stat.S_ISLNK(st.st_mode):
+                os.symlink(os.readlink(s), out / name)
+            elif stat.S_ISDIR(st.st_mode):
+                (out / name).mkdir()
+                shutil.copystat(s, out / name)
+                keep.append(name)
+            elif stat.S_ISREG(st.st_mode):
+                try:
+                    os.link(s, out / name)
+                except OSError:
+                    shutil.copy2(s, out / name)
+                count += 1
         dirnames[:] = keep
-        for f in sorted(filenames):
-            rel = f if rel_dir == "." else f"{rel_dir}/{f}"
-            s = Path(dirpath) / f
-            if rel in skip:
-                continue
-            if s.is_symlink():
-                os.symlink(os.readlink(s), out / f)
-                continue
-            if not stat.S_ISREG(os.lstat(s).st_mode):
-                continue
-            try:
-                os.link(s, out / f)
-            except OSError:
-                shutil.copy2(s, out / f)
-            count += 1
     shutil.copystat(src, dest)
     return count

@@ -21,6 +21,7 @@ from typing import Any
 from conftest import ROOT, TCZ, make_iso, make_template_tree
 
 from pebuilder.formats import cpio, iso
+from pebuilder.fsutil import file_sha256
 
 SDE = "1700000000"
 BUILD_ENV = {"SOURCE_DATE_EPOCH": SDE}
@@ -287,11 +288,7 @@ def initrd_member(image: Path, name: str, dest: Path) -> bytes | None:
 
 
 def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_sha256(path)
 
 
 def tmp_leftovers(*folders: Path) -> list[str]:

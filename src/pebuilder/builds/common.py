@@ -142,6 +142,7 @@ def customisation_inputs(cfg: Config, boot_keys: tuple[str, ...] = BOOT_KEYS) ->
     values["users"] = [registry.to_data(u) for u in cfg.users]
     values["files"] = [registry.to_data(f) for f in cfg.files]
     values["boot"] = {k: getattr(cfg.boot, k) for k in boot_keys}
+    values["provision"] = registry.to_data(cfg.provision) if cfg.provision else None
 
     def lazy_values() -> Any:
         return {**values, "secrets": password_digests(cfg)}

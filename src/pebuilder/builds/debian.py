@@ -20,7 +20,7 @@ from pebuilder import arch as archs
 from pebuilder.builds.common import Build, customisation_inputs, salt_secret
 from pebuilder.config import registry
 from pebuilder.config.model import Config, DiskOutput
-from pebuilder.customise import accounts, certificates, files, modules, ssh
+from pebuilder.customise import accounts, certificates, files, modules, provision, ssh
 from pebuilder.customise.modules import KernelFiles
 from pebuilder.customise.profile import DEBIAN
 from pebuilder.debian import base, initramfs, kernel_pkg, live_ext, lock, system_modules
@@ -273,11 +273,8 @@ class DebianLive(Build):
                 done.append(certificates.apply(fs, DEBIAN, c.certificates.bundle))
             if c.files:
                 done.append(files.apply(fs, c.files))
-            if c.provision:
-                fs.write("etc/pebuilder/provision.conf", provision_conf(c.provision), 0o600)
+            if provision.write_conf(fs, c.provision):
                 done.append("provisioning")
-            elif fs.exists("etc/pebuilder/provision.conf"):
-                fs.remove("etc/pebuilder/provision.conf")
             release = f"pebuilder live ({c.base.variant}, Debian {c.base.suite}, {self.arch().debian})"
             base.system_files(fs, base.inittab(self.arch().console, c.boot.serial_getty, c.boot.autologin),
                               c.services.bootlocal, c.boot.hostname or "pebuilder", release,
@@ -554,17 +551,6 @@ class DebianLive(Build):
         return Stage(f"disk-{spec.path.name}", action, after=["medium", "packages"],
                      values={**registry.to_data(spec), "cmd": self.cmdline(self.media_label(spec)),
                              "t": self.cfg.boot.timeout}, outputs=[spec.path])
-
-
-def provision_conf(pv: Any) -> str:
-    """[provision] as the key=value lines pb-provision reads (values were checked to be one line)."""
-    lines = ["# written by pebuilder from [provision]"]
-    for key in ("image", "sha256", "install", "target", "then"):
-        value = getattr(pv, key)
-        if value:
-            lines.append(f"{key}={value}")
-    lines += [f"script={line}" for line in pv.script]
-    return "\n".join(lines) + "\n"
 
 
 def build_extensions(cfg: Config, names: list[str], out_root: Path, compression: str = "gzip",

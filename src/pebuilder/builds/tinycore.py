@@ -320,12 +320,18 @@ class TinyCoreRemaster(Build):
             if c.certificates.bundle:
                 done.append(certificates.apply(fs, TINYCORE, c.certificates.bundle))
             sv = c.services
-            services.boot_scripts(fs, sv.bootlocal, sv.bootsync, sv.filetool, c.ssh.enable)
+            bootlocal = [*sv.bootlocal, *(["/usr/local/sbin/pb-provision &"] if c.provision else [])]
+            services.boot_scripts(fs, bootlocal, sv.bootsync, sv.filetool, c.ssh.enable)
             if c.files:
                 done.append(files.apply(fs, c.files))
             if c.kiosk.url:
                 services.kiosk(fs, c.kiosk.url)
                 done.append("kiosk")
+            from pebuilder.customise import provision
+
+            if provision.write_conf(fs, c.provision):
+                provision.install_script(fs, "usr/local/sbin/pb-provision")
+                done.append("provisioning (from bootlocal.sh)")
             fs.meta.save(self.p.meta)
             return ", ".join(done) or "nothing to customise"
 

@@ -262,8 +262,9 @@ def cross_checks(cfg: m.Config, r: Reader) -> None:
             raise r.fail("provision", "give either image = URL (with sha256) or install = \"self\"")
         if pv.image and not pv.sha256:
             raise r.fail("provision.sha256", "missing; an image is only written once its sha256 is known")
-        if cfg.kind != "debian":
-            raise r.fail("provision", "provisioning is part of the Debian live system (system = \"debian\")")
+        if pv.install and cfg.kind != "debian":
+            raise r.fail("provision.install", "install = \"self\" is for the Debian live system; a Tiny Core PE "
+                         "provisions from image = URL")
     if cfg.output.netboot and cfg.output.netboot.mode == "fetch" and not cfg.output.netboot.url:
         raise r.fail("output.netboot.url", "missing; fetch mode downloads /os and /ext from this URL at boot")
     if cfg.kernel.vmlinuz and cfg.kernel.package:

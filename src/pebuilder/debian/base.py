@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 from pebuilder.arch import Arch
+from pebuilder.customise import provision
 from pebuilder.debian import trim as trims
 from pebuilder.debian.sources import Source
 from pebuilder.errors import Exit, PebuilderError
@@ -155,14 +156,14 @@ def system_files(fs: FsRoot, inittab: str, rc_local: list[str], hostname: str, r
     """What turns a base into the live system: init's table and scripts, DHCP, identity, tce-load."""
     fs.write("etc/inittab", inittab, 0o644)
     for name, rel in (("rcS", "etc/init.d/rcS"), ("rcK", "etc/init.d/rcK"),
-                      ("udhcpc.script", "usr/share/udhcpc/default.script"), ("tce-load", "usr/bin/tce-load"),
-                      ("pb-provision", "usr/sbin/pb-provision")):
+                      ("udhcpc.script", "usr/share/udhcpc/default.script"), ("tce-load", "usr/bin/tce-load")):
         fs.copy_from(LIVE / name, rel, 0o755)
     fs.mkdir("etc/sysconfig", 0o755, keep=True)
     fs.write("etc/pebuilder/tcerepo", repo + "\n", 0o644)
     if mirror:
         fs.write("etc/sysconfig/tcemirror", mirror.rstrip("/") + "/\n", 0o644)
     fs.mkdir("usr/local/tce.installed", 0o775, 0, 50, keep=True)
+    provision.install_script(fs, "usr/sbin/pb-provision")
     fs.write("etc/hostname", hostname + "\n", 0o644)
     fs.write("etc/pebuilder/release", release + "\n", 0o644)
     if not fs.is_file("etc/os-release") and not fs.is_file("usr/lib/os-release"):
