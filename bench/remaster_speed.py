@@ -16,8 +16,11 @@ or wait4) are measured the same way for the gzip program, advdef and pebuilder.
 
 pebuilder runs from a snapshot of src/ taken at the start (other work on the tree cannot change the
 code under test mid-run), with its byte code cached as an installed package has it; one no-op row
-shows the cost without that cache (PYTHONDONTWRITEBYTECODE). A full run takes about 6-8 minutes on 2
-cores, most of it advdef; --quick leaves out advdef, the seed's steps and the one-thread rows.
+shows the cost without that cache (PYTHONDONTWRITEBYTECODE). A full run takes about 4-5 minutes on 2
+cores, two thirds of it advdef; --quick leaves out advdef, the seed's steps and the one-thread rows
+(about a minute). Where `mount -o loop` fails (no root, no iso9660 in the kernel) the seed's method is
+reduced to its compression steps; --seed-copy xorriso runs all of its steps with xorriso reading the
+CD instead of a loop mount.
 """
 
 from __future__ import annotations
@@ -437,7 +440,7 @@ def print_goals(by: dict[str, Row], rows: list[Row]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
-                    help="leave out advdef, the seed's steps and the one-thread rows (about a minute and a half)")
+                    help="leave out advdef, the seed's steps and the one-thread rows (about a minute)")
     ap.add_argument("--jobs", type=int, default=pgzip.default_jobs(), help="threads for the parallel rows")
     ap.add_argument("--ext-mb", type=int, default=77, help="size of the standard library extension (default 77 MB)")
     ap.add_argument("--src", type=Path, default=ROOT / "src",

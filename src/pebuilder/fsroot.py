@@ -261,6 +261,21 @@ class FsRoot:
         perm = stat.S_IMODE(st.st_mode) if mode is None else mode
         return self._record(target, stat.S_IFREG | perm, uid, gid, st.st_mtime)
 
+    def move_from(self, src: Path, rel: str, mode: int, uid: int = 0, gid: int = 0) -> str:
+        """Move a regular file from a scratch folder into the tree (a rename on the same file system,
+        a copy elsewhere); its time is kept. For files pebuilder itself just unpacked."""
+        st = os.lstat(src)
+        if not stat.S_ISREG(st.st_mode):
+            raise PebuilderError(f"{src} is not a regular file; cannot move it into the image")
+        parent, name = self._parent(rel)
+        target = parent / name
+        self._clear(target)
+        try:
+            os.rename(src, target)
+        except OSError:
+            return self.copy_from(src, rel, mode, uid, gid)
+        return self._record(target, stat.S_IFREG | stat.S_IMODE(mode), uid, gid, st.st_mtime)
+
     def write_stream(self, rel: str, stream: Readable, size: int, mode: int, uid: int, gid: int,
                      mtime: float | None = None) -> str:
         """A file's body from an archive member: exactly `size` bytes."""

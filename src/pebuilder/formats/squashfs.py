@@ -113,8 +113,7 @@ def extract(image: Path, fs: FsRoot, scratch: Path, budget: Budget) -> list[SqEn
                 st = os.lstat(src)
                 if not stat.S_ISREG(st.st_mode) or st.st_size != e.size:
                     raise UnsafeArchiveError(f"{image}: {e.name} is not the file its listing says")
-                fs.copy_from(src, e.name, stat.S_IMODE(e.mode), e.uid, e.gid)
-                os.utime(fs.path(e.name, follow_last=False), (st.st_mtime, st.st_mtime))
+                fs.move_from(src, e.name, stat.S_IMODE(e.mode), e.uid, e.gid)
             else:
                 fs.special(e.name, e.mode, e.major, e.minor, e.uid, e.gid)
     except PebuilderError as exc:
