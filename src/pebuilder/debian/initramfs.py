@@ -22,7 +22,7 @@ LIVE = Path(__file__).resolve().parent / "live"
 BOOT_MODULES = ["ahci", "ata_piix", "ata_generic", "sr_mod", "sd_mod", "cdrom", "virtio_pci", "virtio_mmio",
                 "virtio_blk", "virtio_scsi", "virtio_net", "nvme", "usb_storage", "uas", "xhci_pci", "xhci_plat_hcd",
                 "ehci_pci", "ehci_platform", "ohci_pci", "squashfs", "overlay", "loop", "isofs", "ext4",
-                "crc32c_generic"]
+                "vfat", "nls_cp437", "nls_iso8859_1", "crc32c_generic"]
 
 
 NET_MODULES = ["virtio_net", "e1000", "e1000e", "igb", "r8169", "vmxnet3", "ena", "gve", "hv_netvsc", "af_packet"]
