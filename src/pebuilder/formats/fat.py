@@ -49,8 +49,9 @@ def add_files(image: Path, files: dict[str, Path], *, offset: int = 0) -> None:
             what=f"copying {dest} into {image}")
 
 
-def esp_size_for(files: dict[str, Path], minimum: int = 2 * MIB) -> int:
-    """A size with room for the files plus FAT overhead, rounded to whole MiB."""
+def esp_size_for(files: dict[str, Path], minimum: int = MIB) -> int:
+    """A size with room for the files plus FAT overhead (tables, root folder, cluster slack), rounded
+    to whole MiB: every MiB here is a MiB of the ISO."""
     payload = sum(p.stat().st_size for p in files.values())
-    size = max(minimum, int(payload * 1.1) + MIB)
+    size = max(minimum, payload + payload // 16 + 128 * 1024)
     return (size + MIB - 1) // MIB * MIB
