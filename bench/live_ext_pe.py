@@ -79,7 +79,7 @@ def main() -> None:
         text = console_text(log.read_bytes())
         if not res.ok:
             raise SystemExit(f"guest run failed ({res.exit_reason}):\n{text[-3000:]}")
-        reals = [float(m) for m in re.findall(r"real\s+(?:0m)?([\d.]+)s?", text)]
+        reals = [int(m or 0) * 60 + float(s) for m, s in re.findall(r"real\s+(?:(\d+)m\s*)?([\d.]+)s", text)]
         print("\n## extensions built from Debian packages (pebuilder ext build jq)\n")
         print(table)
         print("## inside the guest (software emulation)\n")
