@@ -255,7 +255,8 @@ def test_provision_with_a_wrong_sha256_wipes_and_says_so(default, files_server, 
 @pytest.mark.boot
 @pytest.mark.needs_fixtures
 def test_tinycore_remaster_netboots_with_its_extensions(template_iso, tmp_path):
-    """A Tiny Core remaster as a RAM boot: iPXE over QEMU's TFTP, extensions built into the initrd."""
+    """A Tiny Core remaster as a RAM boot: iPXE over QEMU's TFTP, extensions built into the initrd and
+    mounted by Tiny Core's own tce-setup (Debian's kernel: the fixture kernel has no squashfs module)."""
     from conftest import EXT_MARKER, make_marker_extension
 
     exts = tmp_path / "exts"
@@ -267,6 +268,8 @@ iso = "{template_iso}"
 [extensions]
 dirs = ["exts"]
 onboot = ["pbtest"]
+[kernel]
+package = "linux-image-amd64"
 [boot]
 serial = true
 timeout = 1
