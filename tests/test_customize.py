@@ -259,7 +259,7 @@ def test_virtio_only_disk_finds_tce(debian_kernel_build):
 @pytest.mark.network
 def test_local_kernel_and_modules_folder(debian_kernel_build, tmp_path, template_iso):
     """kernel = a local vmlinuz + a folder with lib/modules/<version> (here: the unpacked Debian one)."""
-    from pebuilder.debian.apt import cache_root
+    from pebuilder.net.cache import cache_root
 
     roots = sorted((cache_root() / "unpacked").glob("linux-image-*"))
     assert roots, f"debian_kernel_build left no unpacked Debian kernel in {cache_root()}"

@@ -77,6 +77,17 @@ def resolve_in_root(root: Path, rel: str | PurePosixPath, *, follow_last: bool =
     return Path(os.path.join(base, *current)) if current else Path(root)
 
 
+def walk_sorted(root: Path) -> list[str]:
+    """Relative paths of a tree in byte order, which puts every folder before what it holds."""
+    out: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        reldir = os.path.relpath(dirpath, root)
+        for n in dirnames + filenames:
+            out.append(n if reldir == "." else f"{reldir}/{n}")
+    out.sort(key=lambda s: s.encode("utf-8", errors="surrogateescape"))
+    return out
+
+
 def host_perm(mode: int) -> int:
     """Permission bits a tree entry gets on the builder's disk: readable and writable by the builder,
     never setuid/setgid/sticky (those live in TreeMeta)."""
@@ -374,10 +385,4 @@ class FsRoot:
 
     def walk(self) -> Iterator[str]:
         """Relative paths in byte order (every folder before what it holds)."""
-        out: list[str] = []
-        for dirpath, dirnames, filenames in os.walk(self.root):
-            reldir = os.path.relpath(dirpath, self.root)
-            for n in dirnames + filenames:
-                out.append(n if reldir == "." else f"{reldir}/{n}")
-        out.sort(key=lambda s: s.encode("utf-8", errors="surrogateescape"))
-        yield from out
+        yield from walk_sorted(self.root)

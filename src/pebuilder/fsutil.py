@@ -94,20 +94,21 @@ def rmtree(path: Path) -> None:
     shutil.rmtree(path)
 
 
-def file_sha256(path: Path, bufsize: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(bufsize):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def file_md5(path: Path) -> str:
-    h = hashlib.md5()
+def file_digest(path: Path, algo: str) -> str:
+    """Hex digest of a file, read in chunks (kernels, ISOs and indexes are tens of MB)."""
+    h = hashlib.new(algo)
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    return file_digest(path, "sha256")
+
+
+def file_md5(path: Path) -> str:
+    return file_digest(path, "md5")
 
 
 def human_size(n: int) -> str:
@@ -117,6 +118,14 @@ def human_size(n: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{n} B"
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """A hard link where the file system allows one, else a copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def link_tree(src: Path, dest: Path, skip: set[str] | frozenset[str] = frozenset()) -> int:
@@ -144,10 +153,7 @@ def link_tree(src: Path, dest: Path, skip: set[str] | frozenset[str] = frozenset
                 shutil.copystat(s, out / name)
                 keep.append(name)
             elif stat.S_ISREG(st.st_mode):
-                try:
-                    os.link(s, out / name)
-                except OSError:
-                    shutil.copy2(s, out / name)
+                link_or_copy(s, out / name)
                 count += 1
         dirnames[:] = keep
     shutil.copystat(src, dest)

@@ -55,8 +55,6 @@ TOOLS: dict[str, Tool] = {
         Tool("ovmf", "ovmf", "UEFI firmware for boot checks", "/usr/share/OVMF/OVMF_CODE_4M.fd"),
         Tool("openssl", "openssl", "SHA-512 crypt password hashes"),
         Tool("zstd", "zstd", "zstd-compressed initrds"),
-        Tool("apt-get", "apt", "fetch Debian packages for the default template"),
-        Tool("dpkg-deb", "dpkg", "unpack Debian packages without installing them"),
         Tool("gpgv", "gpgv", "verify Debian archive signatures (InRelease)"),
         Tool("debian-archive-keyring", "debian-archive-keyring", "keys Debian signs its archive with",
              "/usr/share/keyrings/debian-archive-keyring.gpg"),

@@ -126,12 +126,16 @@ class DebianLive(Build):
         root = lock.unpacked(self.lockfile().one("boot", "busybox-static"), self.cache)
         return root / "bin/busybox"
 
+    def host_grub(self) -> bool:
+        """The host has GRUB's UEFI modules for the target (else the target's package is unpacked)."""
+        a = self.arch()
+        return bool(a.grub_efi) and (Path("/usr/lib/grub") / str(a.grub_efi)).is_dir()
+
     def grub_lib(self) -> Path | None:
         """GRUB's modules for the target: the host's when it has them, else the target's package."""
-        a = self.arch()
-        if a.grub_efi and (Path("/usr/lib/grub") / a.grub_efi).is_dir():
+        if self.host_grub():
             return None
-        pinned = [p for p in self.lockfile().group("boot") if p.name == a.grub_efi_package]
+        pinned = [p for p in self.lockfile().group("boot") if p.name == self.arch().grub_efi_package]
         return lock.unpacked(pinned[0], self.cache) / "usr/lib/grub" if pinned else None
 
     def budget(self, what: str) -> Budget:
@@ -173,10 +177,9 @@ class DebianLive(Build):
         def action() -> str:
             archive = lock.open_archive(b.suite, a, b.mirror, self.cache, self.cfg.extensions.offline)
             boot = ["busybox-static"]
-            if a.grub_efi_package and not (Path("/usr/lib/grub") / (a.grub_efi or "")).is_dir():
+            if a.grub_efi_package and not self.host_grub():
                 boot.append(a.grub_efi_package)
-            groups = {"base": lock.resolve_groups(archive, {"base": self.base_packages()})["base"]
-                      if b.variant == "tiny" else [],
+            groups = {"base": lock.resolve_closure(archive, self.base_packages()) if b.variant == "tiny" else [],
                       "boot": [lock.Pinned.of(archive.package(n)) for n in boot]
                       + [lock.Pinned.of(kernel_pkg.image_package(archive, kernel_meta))]}
             lk = lock.Lock(b.suite, a.debian, [f"{s.uri} {s.suite}" for s in archive.sources], groups)
@@ -355,8 +358,8 @@ class DebianLive(Build):
                                      "on this config first", Exit.USAGE)
             return Have.from_status(status.read_text())
         lk = self.lockfile()
-        versions = {p.name: p.version for p in [*lk.group("base"), *lk.group("boot")] if p.name == "busybox-static"
-                    or p in lk.group("base")}
+        busybox = lk.one("boot", "busybox-static")
+        versions = {p.name: p.version for p in [*lk.group("base"), busybox]}
         return Have.from_versions(versions, archive)
 
     def entry(self, media: str) -> Any:

@@ -245,12 +245,14 @@ class TinyCoreRemaster(Build):
                 return "template's kernel"
             from pebuilder.debian.kernel import prepare
 
-            kf = prepare(spec)
+            b = self.cfg.base
+            kf = prepare(spec, self.arch(), b.suite, b.mirror, self.cfg.extensions.offline)
             write_text_atomic(self.p.kernel_json, json.dumps(
                 {"kver": kf.kver, "vmlinuz": str(kf.vmlinuz), "root": str(kf.root), "source": kf.source}))
             return f"{kf.source} ({kf.kver})"
 
-        return Stage("kernel", action, values={"kernel": registry.to_data(spec)},
+        return Stage("kernel", action, values={"kernel": registry.to_data(spec), "suite": self.cfg.base.suite,
+                                               "mirror": self.cfg.base.mirror},
                      files=[spec.vmlinuz] if spec.vmlinuz and spec.vmlinuz.is_file() else [],
                      trees=[spec.modules_dir] if spec.modules_dir else [], outputs=[self.p.kernel_json])
 
@@ -559,6 +561,7 @@ class TinyCoreRemaster(Build):
         from pebuilder.formats import cpio as cpio_fmt
         from pebuilder.fsroot import FsRoot
         from pebuilder.outputs import netboot as nb_out
+        from pebuilder.tinycore import initrd_ext
 
         nb = self.cfg.output.netboot
         assert nb is not None
@@ -573,16 +576,11 @@ class TinyCoreRemaster(Build):
             initrd = work / "initrd.img"
             extra = work / "builtin.gz"
             tree = FsRoot(work / "builtin")
-            opt = self.p.cde / "optional"
             names = [*self.names("builtin"), *self.names("onboot")]
-            for d in ("tmp", "tmp/builtin", "tmp/builtin/optional"):
-                tree.mkdir(d, 0o1777 if d == "tmp" else 0o775, 0, 0 if d == "tmp" else 50)
-            for f in sorted(opt.iterdir()) if opt.is_dir() else []:
-                tree.copy_from(f, f"tmp/builtin/optional/{f.name}", 0o664, 0, 50)
-            builtin_opt = self.p.extract / "tmp/builtin/optional"
-            for f in sorted(builtin_opt.iterdir()) if builtin_opt.is_dir() else []:
-                tree.copy_from(f, f"tmp/builtin/optional/{f.name}", 0o664, 0, 50)
-            tree.write("tmp/builtin/onboot.lst", "".join(f"{n}\n" for n in dict.fromkeys(names)), 0o664, 0, 50)
+            tree.mkdir("tmp", 0o1777)  # the kernel applies a later archive's folder modes: keep /tmp's
+            tczs = [t for d in (self.p.cde / "optional", self.p.extract / "tmp/builtin/optional") if d.is_dir()
+                    for t in sorted(d.glob("*.tcz"))]
+            initrd_ext.install_builtin(tree, tczs, list(dict.fromkeys(names)))
             cpio_fmt.pack(tree.root, tree.meta, extra, "gzip", "default")
             with open(initrd, "wb") as out:
                 for part in (self.initrd_out(), extra):

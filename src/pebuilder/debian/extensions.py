@@ -26,6 +26,7 @@ from pathlib import Path
 from pebuilder.arch import Arch
 from pebuilder.debian import trim as trims
 from pebuilder.debian.archive import Archive
+from pebuilder.debian.base import PACKAGE_USERS
 from pebuilder.debian.lock import Pinned, fetch
 from pebuilder.debian.resolve import Have, resolve
 from pebuilder.errors import Exit, PebuilderError
@@ -45,7 +46,6 @@ REFUSED_NAMES = (re.compile(r"^linux-(image|modules|headers)-"), re.compile(r"^g
 REFUSED_SCRIPTS = {"update-initramfs": "rebuilds the initramfs", "dkms": "builds kernel modules",
                    "grub-install": "installs a boot loader", "update-grub": "rewrites the boot loader's menu"}
 ALTERNATIVE = re.compile(r"update-alternatives\s+(?:--quiet\s+)?--install\s+(\S+)\s+(\S+)\s+(\S+)\s+\d+")
-USERS = {"openssh-server": ("sshd", 101, 65534, "/run/sshd", "/usr/sbin/nologin")}
 
 
 class ExtensionRefused(PebuilderError):
@@ -77,8 +77,8 @@ def startup_script(name: str, files: list[str], postinst: str) -> str | None:
     lines = []
     if any(re.search(r"\.so(\.\d+)*$", f) for f in files):
         lines.append("[ -x /sbin/ldconfig ] && /sbin/ldconfig 2>/dev/null")
-    if name in USERS:
-        user, uid, gid, home, shell = USERS[name]
+    if name in PACKAGE_USERS:
+        user, uid, gid, home, shell = PACKAGE_USERS[name]
         lines.append(f"grep -q '^{user}:' /etc/passwd || echo '{user}:x:{uid}:{gid}::{home}:{shell}' >> /etc/passwd")
         lines.append(f"grep -q '^{user}:' /etc/shadow 2>/dev/null || echo '{user}:!:::::::' >> /etc/shadow")
     for link, alt_name, target in ALTERNATIVE.findall(postinst):

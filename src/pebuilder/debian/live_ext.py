@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pebuilder.formats.tcz import ExtensionMissing, local_deps, locate, md5_text, resolve, tcz_name, verify_md5
-from pebuilder.fsroot import FsRoot
-from pebuilder.fsutil import rmtree
+from pebuilder.formats.tcz import ExtensionMissing, copy_with_sidecars, local_deps, locate, resolve, tcz_name
+from pebuilder.fsutil import rmtree, write_text_atomic
 
 
 def find(name: str, dirs: list[Path]) -> Path | None:
@@ -40,16 +39,7 @@ def local_files(dirs: list[Path], onboot: list[str], ondemand: list[str]) -> lis
 
 def write_folder(folder: Path, dirs: list[Path], onboot: list[str], ondemand: list[str]) -> str:
     rmtree(folder)
-    fs = FsRoot(folder)
-    fs.mkdir(".", 0o755)
     names = _closure(dirs, [*onboot, *ondemand])
-    for name in names:
-        tcz = locate(name, dirs)
-        verify_md5(tcz)
-        fs.copy_from(tcz, name, 0o644)
-        dep = tcz.with_name(name + ".dep")
-        if dep.is_file():
-            fs.copy_from(dep, name + ".dep", 0o644)
-        fs.write(name + ".md5.txt", md5_text(tcz), 0o644)
-    fs.write("onboot.lst", "".join(f"{tcz_name(n)}\n" for n in onboot), 0o644)
+    copy_with_sidecars([locate(n, dirs) for n in names], folder)
+    write_text_atomic(folder / "onboot.lst", "".join(f"{tcz_name(n)}\n" for n in onboot))
     return f"{len(names)} extensions, {len(onboot)} on boot"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pebuilder.arch import Arch
 from pebuilder.debian.archive import Archive, Package
-from pebuilder.debian.resolve import Have, resolve
+from pebuilder.debian.resolve import resolve
 from pebuilder.debian.sources import sources_for
 from pebuilder.formats import deb
 from pebuilder.fsroot import Budget, FsRoot
@@ -81,19 +81,14 @@ def open_archive(suite: str, arch: Arch, mirror: str | None, cache: DownloadCach
     return Archive(sources_for(suite, mirror), arch, cache, offline=offline).load()
 
 
-def resolve_groups(archive: Archive, requests: dict[str, list[str]], have: dict[str, str] | None = None) -> dict[
-        str, list[Pinned]]:
-    """Each group resolved on its own (the kernel does not pull into the base, nor the base into GRUB)."""
-    out: dict[str, list[Pinned]] = {}
-    for group, names in requests.items():
-        if not names:
-            out[group] = []
-            continue
-        res = resolve(names, archive, Have.from_versions(have or {}, archive) if group == "base" else None)
-        for note in res.notes:
-            log.info("%s: %s", group, note)
-        out[group] = [Pinned.of(p, res.added_deps(p.name)) for p in res.packages]
-    return out
+def resolve_closure(archive: Archive, names: list[str]) -> list[Pinned]:
+    """`names` and every dependency they need, dependencies first, each with the direct ones it pulled in."""
+    if not names:
+        return []
+    res = resolve(names, archive)
+    for note in res.notes:
+        log.info("%s", note)
+    return [Pinned.of(p, res.added_deps(p.name)) for p in res.packages]
 
 
 def fetch(p: Pinned, cache: DownloadCache) -> Path:
@@ -108,8 +103,9 @@ def fetch_all(ps: list[Pinned], cache: DownloadCache) -> list[Path]:
 
 
 def unpacked(p: Pinned, cache: DownloadCache) -> Path:
-    """The package's files unpacked once into the cache (a kernel, busybox, GRUB's modules)."""
-    root = cache.root / "unpacked" / p.sha256[:2] / p.sha256
+    """The package's files unpacked once into the cache (a kernel, busybox, GRUB's modules), in a
+    folder named after the package file and its digest."""
+    root = cache.root / "unpacked" / f"{p.deb_name.removesuffix('.deb')}-{p.sha256[:16]}"
     if root.is_dir():
         return root
     debfile = fetch(p, cache)

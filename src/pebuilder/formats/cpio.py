@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 from pebuilder.errors import Exit, PebuilderError
 from pebuilder.formats import compress
-from pebuilder.fsroot import Budget, FsRoot, TreeMeta, host_perm, safe_relpath
+from pebuilder.fsroot import Budget, FsRoot, TreeMeta, host_perm, safe_relpath, walk_sorted
 from pebuilder.fsutil import atomic_output, source_date_epoch
 
 HEADER_LEN = 110
@@ -355,17 +355,6 @@ def _entry_for(root: Path, rel: str, st: os.stat_result, meta: TreeMeta, clamp: 
                      link_target=os.readlink(root / rel))
     return Entry(name=rel, mode=stat.S_IFMT(st.st_mode) | perm, uid=uid, gid=gid, mtime=mtime,
                  size=st.st_size if kind == "file" else 0)
-
-
-def walk_sorted(root: Path) -> list[str]:
-    """Relative paths of a tree in byte order, which puts every folder before what it holds."""
-    out: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        reldir = os.path.relpath(dirpath, root)
-        for n in dirnames + filenames:
-            out.append(n if reldir == "." else f"{reldir}/{n}")
-    out.sort(key=lambda s: s.encode("utf-8", errors="surrogateescape"))
-    return out
 
 
 def pack(root: Path, meta: TreeMeta, out_path: Path, compression: str = "gzip",

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pebuilder.errors import Exit, PebuilderError
-from pebuilder.fsutil import file_md5
+from pebuilder.fsutil import file_md5, write_text_atomic
 
 log = logging.getLogger("pebuilder.tcz")
 
@@ -144,3 +145,16 @@ def local_deps(dirs: list[Path], kver: str | None) -> Callable[[str], list[str] 
         return parse_dep(dep.read_text(errors="replace"), kver, str(dep)) if dep.is_file() else []
 
     return deps_of
+
+
+def copy_with_sidecars(tczs: list[Path], folder: Path) -> None:
+    """Extensions into a folder the way tce-load finds them: NAME.tcz, its .dep, a fresh .md5.txt
+    (each checked against its own .md5.txt first, so a damaged file never travels on)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for tcz in tczs:
+        verify_md5(tcz)
+        shutil.copyfile(tcz, folder / tcz.name)
+        dep = tcz.with_name(tcz.name + ".dep")
+        if dep.is_file():
+            shutil.copyfile(dep, folder / dep.name)
+        write_text_atomic(folder / f"{tcz.name}.md5.txt", md5_text(tcz))

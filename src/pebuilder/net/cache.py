@@ -14,7 +14,6 @@ file keep its real name (tools such as dpkg-deb print it) while the digest decid
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import re
@@ -23,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from pebuilder.fsutil import file_digest
 from pebuilder.net.http import DownloadError, Policy, fetch_to
 
 log = logging.getLogger("pebuilder.cache")
@@ -43,15 +43,6 @@ def cache_root() -> Path:
         return Path(explicit)
     xdg = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
     return Path(xdg) / "pebuilder"
-
-
-def file_digest(path: Path, algo: str) -> str:
-    """Hex digest of a file, read in chunks (kernels and indexes are tens of MB)."""
-    h = hashlib.new(algo)
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _check_key(algo: str, digest: str, name: str) -> tuple[str, str]:

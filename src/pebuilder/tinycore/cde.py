@@ -6,10 +6,9 @@ from the image, and the onboot list never accumulates duplicates.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-from pebuilder.formats.tcz import md5_text, verify_md5
+from pebuilder.formats.tcz import copy_with_sidecars
 from pebuilder.fsutil import rmtree, write_text_atomic
 
 
@@ -20,15 +19,7 @@ def write(folder: Path, *, onboot: list[str], files: list[Path], copy2fs_all: bo
     folder.mkdir(parents=True)
     if not files and not onboot:
         return "no extensions outside the initrd"
-    opt = folder / "optional"
-    opt.mkdir()
-    for tcz in files:
-        verify_md5(tcz)
-        shutil.copyfile(tcz, opt / tcz.name)
-        dep = tcz.with_name(tcz.name + ".dep")
-        if dep.is_file():
-            shutil.copyfile(dep, opt / dep.name)
-        write_text_atomic(opt / f"{tcz.name}.md5.txt", md5_text(tcz))
+    copy_with_sidecars(files, folder / "optional")
     write_text_atomic(folder / "onboot.lst", "".join(f"{n}\n" for n in onboot))
     if copy2fs_all:
         write_text_atomic(folder / "copy2fs.flg", "")

@@ -9,13 +9,11 @@ would be.
 from __future__ import annotations
 
 import gzip
-import os
-import shutil
 import tarfile
 from pathlib import Path
 
 from pebuilder.config.model import DiskOutput
-from pebuilder.fsutil import atomic_output, rmtree, source_date_epoch
+from pebuilder.fsutil import atomic_output, link_or_copy, link_tree, rmtree, source_date_epoch
 from pebuilder.outputs.bootmenu import BootEntry
 
 TC_UID, STAFF_GID = 1001, 50
@@ -26,23 +24,16 @@ def stage(image: Path, kernel: str, initrd: str, spec: DiskOutput, dest: Path) -
     rmtree(dest)
     (dest / "boot").mkdir(parents=True)
     for rel in (kernel, initrd):
-        _link_or_copy(image / rel, dest / "boot" / Path(rel).name)
+        link_or_copy(image / rel, dest / "boot" / Path(rel).name)
     tce = dest / "tce"
     cde = image / "cde"
     if cde.is_dir():
-        shutil.copytree(cde, tce, copy_function=_link_or_copy)
+        link_tree(cde, tce)
     else:
         (tce / "optional").mkdir(parents=True)
         (tce / "onboot.lst").write_text("")
     if spec.mydata:
         write_mydata(spec.mydata, tce / "mydata.tgz")
-
-
-def _link_or_copy(src: str | Path, dst: str | Path) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
 
 
 def write_mydata(folder: Path, out: Path) -> None:
