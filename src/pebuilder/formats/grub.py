@@ -7,12 +7,13 @@ MBR (or a GPT BIOS boot partition) and boot.img's first 440 bytes into sector 0.
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
 from pebuilder.arch import Arch
 from pebuilder.errors import Exit, PebuilderError
-from pebuilder.fsutil import write_text_atomic
+from pebuilder.fsutil import build_time, write_text_atomic
 from pebuilder.runner import run
 
 GRUB_LIB = Path("/usr/lib/grub")
@@ -47,6 +48,8 @@ def build_efi(out: Path, arch: Arch, marker: str, workdir: Path, lib: Path | Non
     write_text_atomic(cfg, embedded_config(marker))
     run(["grub-mkimage", "-O", str(arch.grub_efi), "-d", folder, "-p", "/boot/grub", "-c", cfg, "-o", out,
          *EFI_MODULES], what=f"building the GRUB {arch.grub_efi} image")
+    t = build_time()  # FAT records the file's time: the same inputs give the same ESP
+    os.utime(out, (t, t))
 
 
 def build_bios_core(out: Path, prefix: str, marker: str, workdir: Path) -> None:

@@ -162,8 +162,6 @@ def write(spec: DiskSpec, staging: Path, entry: BootEntry, workdir: Path, seed: 
         if wants_uefi and p.esp:
             loader = workdir / (arch.efi_loader or "loader.efi")
             grub.build_efi(loader, arch, marker, workdir, grub_lib)
-            t = build_time()
-            os.utime(loader, (t, t))
             serial = int.from_bytes(partition.stable_uuid(seed, "esp").encode()[:4], "little")
             fat.format_fat(raw, offset=p.esp.offset, size=p.esp.bytes, label="EFI", serial=serial,
                            hidden_sectors=p.esp.start)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from pebuilder.arch import Arch
 from pebuilder.formats import fat, grub
 from pebuilder.formats.iso import HybridLayout, write_hybrid
-from pebuilder.fsutil import build_time, write_text_atomic
+from pebuilder.fsutil import atomic_output, write_text_atomic
 from pebuilder.outputs.bootmenu import BootEntry, grub_cfg
 
 
@@ -22,13 +21,10 @@ def build_esp(out: Path, arch: Arch, marker: str, workdir: Path, grub_lib: Path 
     """A FAT image with GRUB at the removable-media path UEFI firmware looks for."""
     loader = workdir / (arch.efi_loader or "loader.efi")
     grub.build_efi(loader, arch, marker, workdir, grub_lib)
-    t = build_time()
-    os.utime(loader, (t, t))
     files = {arch.efi_boot_path: loader}
-    tmp = out.with_name(out.name + ".part")
-    fat.format_fat(tmp, size=fat.esp_size_for(files), label="EFIBOOT")
-    fat.add_files(tmp, files)
-    tmp.replace(out)
+    with atomic_output(out) as tmp:
+        fat.format_fat(tmp, size=fat.esp_size_for(files), label="EFIBOOT")
+        fat.add_files(tmp, files)
 
 
 def package(tree: Path, out: Path, *, isolinux_bin: str | None, esp: Path | None, volume_id: str) -> None:
