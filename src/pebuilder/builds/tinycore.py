@@ -246,7 +246,9 @@ class TinyCoreRemaster(Build):
             from pebuilder.debian.kernel import prepare
 
             b = self.cfg.base
-            kf = prepare(spec, self.arch(), b.suite, b.mirror, self.cfg.extensions.offline)
+            # --offline is about Tiny Core's extension mirrors, as it always was; the kernel package still
+            # comes from the (cached) Debian archive.
+            kf = prepare(spec, self.arch(), b.suite, b.mirror, offline=False)
             write_text_atomic(self.p.kernel_json, json.dumps(
                 {"kver": kf.kver, "vmlinuz": str(kf.vmlinuz), "root": str(kf.root), "source": kf.source}))
             return f"{kf.source} ({kf.kver})"
