@@ -131,6 +131,7 @@ def boot(image: Path, *, expect: list[str], firmware: str = "bios", media: str =
         raw = b""
         step_from = 0  # script expectations match only output that came after the previous step
         conn = None
+        settle_until: float | None = None
         try:
             with open(log, "ab") as logf:
                 while True:
@@ -172,9 +173,14 @@ def boot(image: Path, *, expect: list[str], firmware: str = "bios", media: str =
                             on_seen(value, result.seen[value])
                         steps.pop(0)
                     if not pending and not steps and (done_when is None or done_when()):
-                        result.ok = True
-                        result.exit_reason = "all expected text seen"
-                        break
+                        # The line holding the last marker may still be arriving; callers read the whole
+                        # line from the log, so wait (briefly) for its end.
+                        if text.endswith("\n") or settle_until is not None and time.monotonic() > settle_until:
+                            result.ok = True
+                            result.exit_reason = "all expected text seen"
+                            break
+                        if settle_until is None:
+                            settle_until = time.monotonic() + 2.0
                     if proc.poll() is not None:
                         err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
                         result.exit_reason = f"qemu exited with {proc.returncode}" + (f": {err}" if err else "")
