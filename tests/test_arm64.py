@@ -6,6 +6,7 @@ each capability boots once.
 
 from __future__ import annotations
 
+import gzip
 import subprocess
 import threading
 from pathlib import Path
@@ -61,6 +62,15 @@ def test_arm64_outputs_are_arm64_and_uefi_only(arm64, tmp_path):
     esp = subprocess.run(["xorriso", "-indev", str(iso), "-report_el_torito", "plain"], capture_output=True,
                          text=True).stdout
     assert "UEFI" in esp or "0xef" in esp.lower()
+    # arm64 kernels cannot unpack themselves: the medium carries Debian's Image gzip'd, GRUB inflates it.
+    kernel = tmp_path / "vmlinuz"
+    subprocess.run(["xorriso", "-osirrox", "on", "-indev", str(iso), "-extract", "/boot/vmlinuz", str(kernel)],
+                   check=True, capture_output=True)
+    packed = kernel.read_bytes()
+    assert packed[:2] == b"\x1f\x8b", "the arm64 kernel on the medium is gzip'd"
+    image = gzip.decompress(packed)
+    assert image[0x38:0x3C] == b"ARM\x64" and len(image) > 2 * len(packed)
+    assert iso.stat().st_size < 35_000_000, iso.stat().st_size
     jq = arm64 / "repo" / REPO / "jq.tcz"
     subprocess.run(["unsquashfs", "-d", str(tmp_path / "jq"), str(jq)], check=True, capture_output=True)
     kind = subprocess.run(["file", "-L", str(tmp_path / "jq" / "usr/bin/jq")], capture_output=True, text=True,

@@ -259,3 +259,22 @@ def test_relative_paths_are_taken_from_the_config_folder(tmp_path):
     shown = json.loads(proc.stdout)
     assert shown["template"]["iso"] == str(tmp_path / "tc.iso")
     assert shown["work"]["dir"] == str(sub / "build") and shown["output"]["iso"]["path"] == str(sub / "pebuilder.iso")
+
+
+@pytest.mark.parametrize("text, expect", [
+    ('system = "debian"\n[kernel]\ndebian = "linux-image-cloud-amd64"\n',
+     "kernel.debian: unknown key (renamed: use [kernel] package); accepted in [kernel]: package,"),
+    ('[template]\nbuiltin = "debian"\n',
+     'template.builtin: unknown key (renamed: use system = "debian" (at the top level)); accepted in'),
+    ('system = "debian"\n[boot]\ntimout = 3\n', "boot.timout: unknown key (did you mean timeout?); accepted in"),
+    ('system = "debian"\n[kernel]\nmodules = "/srv/modules"\n',
+     "kernel.modules: is a list of module names; the folder '/srv/modules' (lib/modules/<version> for vmlinuz) "
+     "goes in [kernel] modules_dir"),
+])
+def test_old_and_misspelt_keys_name_what_to_write(tmp_path, text, expect):
+    p = tmp_path / "pebuilder.toml"
+    p.write_text(text)
+    proc = pebuilder("config", "show", p, check=False)
+    assert proc.returncode == Exit.CONFIG_INVALID
+    assert proc.stderr.startswith(f"pebuilder: error: {p}: {expect}"), proc.stderr
+    assert len(proc.stderr.splitlines()) == 1

@@ -8,6 +8,7 @@ import hashlib
 import http.client
 import os
 import re
+import select
 import socket
 import subprocess
 import sys
@@ -155,11 +156,11 @@ def test_pebuilder_downloads_from_its_own_server(served, tmp_path):
 # --- hostile clients (untrusted-input issue, part 6) ---
 
 @contextlib.contextmanager
-def _in_process(path, timeout: float | None):
-    """A server in this process, to pass make_server's idle timeout; yields its port."""
+def _in_process(path, timeout: float | None, **limits):
+    """A server in this process, to pass make_server's idle timeout and limits; yields its port."""
     from pebuilder.net.serve import make_server
 
-    srv = make_server(path, "127.0.0.1", 0, timeout=timeout)
+    srv = make_server(path, "127.0.0.1", 0, timeout=timeout, **limits)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
         yield srv.server_address[1]
@@ -262,6 +263,61 @@ def test_idle_connections_are_dropped(tmp_path):
                 assert received.startswith(b"HTTP/1.1 200") and received.endswith(b"\r\n\r\nhello\n")
             else:
                 assert received == b""
+
+
+def test_a_trickled_request_head_is_cut_at_the_deadline(tmp_path):
+    """A byte every half second never trips the 1 s idle timeout; the 2 s head deadline cuts it."""
+    (tmp_path / "a.txt").write_text("hello\n")
+    with _in_process(tmp_path, timeout=1.0, head_deadline=2.0) as port:
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        t0 = time.monotonic()
+        cut = None
+        for byte in b"GET /a.txt HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 40:
+            try:
+                s.send(bytes([byte]))
+            except OSError:
+                cut = time.monotonic() - t0
+                break
+            if select.select([s], [], [], 0.5)[0]:
+                assert s.recv(65536) == b""  # no response, only the end of the connection
+                cut = time.monotonic() - t0
+                break
+        s.close()
+        assert cut is not None and 1.5 < cut < 5, cut
+        # The server is still there for a well-behaved client.
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        c.request("GET", "/a.txt")
+        assert c.getresponse().read() == b"hello\n"
+        c.close()
+
+
+def test_connections_past_the_cap_get_503_and_the_server_recovers(tmp_path):
+    (tmp_path / "a.txt").write_text("hello\n")
+    with _in_process(tmp_path, timeout=5.0, max_connections=2) as port:
+        holders = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(2)]
+        time.sleep(0.3)
+        extra = socket.create_connection(("127.0.0.1", port), timeout=10)
+        answer = b""
+        while chunk := extra.recv(65536):
+            answer += chunk
+        extra.close()
+        assert answer.startswith(b"HTTP/1.1 503 ") and b"Retry-After: 5\r\n" in answer, answer
+        assert answer.endswith(b"too many connections, retry shortly\n")
+        for h in holders:
+            h.close()
+        time.sleep(0.3)
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        c.request("GET", "/a.txt")
+        r = c.getresponse()
+        assert r.status == 200 and r.read() == b"hello\n"
+        c.close()
+
+
+def test_serve_refuses_a_zero_connection_cap(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "pebuilder", "serve", str(tmp_path), "--max-connections", "0"],
+                         env=os.environ | {"PYTHONPATH": str(ROOT / "src")}, capture_output=True, text=True,
+                         timeout=30)
+    assert res.returncode == 1 and "--max-connections 0" in res.stderr and "Traceback" not in res.stderr
 
 
 def test_slow_but_steady_download_is_not_cut(tmp_path):

@@ -122,6 +122,10 @@ class DebianLive(Build):
         k = json.loads(self.p.kernel_json.read_text())
         return KernelFiles(Path(k["vmlinuz"]), k["kver"], Path(k["root"]), k["source"])
 
+    def grub_kernel(self) -> Path:
+        """The kernel the medium carries for GRUB (on arm64 gzip'd; netboot keeps the plain one)."""
+        return Path(json.loads(self.p.kernel_json.read_text())["boot"])
+
     def busybox(self) -> Path:
         root = lock.unpacked(self.lockfile().one("boot", "busybox-static"), self.cache)
         return root / "bin/busybox"
@@ -230,11 +234,15 @@ class DebianLive(Build):
             pinned = [p for p in self.lockfile().group("boot") if p.name.startswith("linux-image-")][0]
             root = lock.unpacked(pinned, self.cache)
             kf = kernel_pkg.files(root, pinned.deb_name)
+            boot = kernel_pkg.for_grub(kf.vmlinuz, self.p.products / "vmlinuz.gz")
             write_text_atomic(self.p.kernel_json, json.dumps(
-                {"kver": kf.kver, "vmlinuz": str(kf.vmlinuz), "root": str(kf.root), "source": kf.source}))
-            return f"{pinned.name} {pinned.version}"
+                {"kver": kf.kver, "vmlinuz": str(kf.vmlinuz), "root": str(kf.root), "source": kf.source,
+                 "boot": str(boot)}))
+            how = ", gzip'd for GRUB" if boot != kf.vmlinuz else ""
+            return f"{pinned.name} {pinned.version}{how}"
 
-        return Stage("kernel", action, after=["packages"], outputs=[self.p.kernel_json])
+        gz = [self.p.products / "vmlinuz.gz"] if self.arch().name == "aarch64" else []
+        return Stage("kernel", action, after=["packages"], outputs=[self.p.kernel_json, *gz])
 
     def system_tree(self) -> Stage:
         def action() -> str:
@@ -410,7 +418,7 @@ class DebianLive(Build):
         """The medium's tree: /boot (kernel, initramfs, menus), /os, /ext."""
         rmtree(root)
         m = FsRoot(root)
-        m.copy_from(self.kernel_files().vmlinuz, "boot/vmlinuz", 0o644)
+        m.copy_from(self.grub_kernel(), "boot/vmlinuz", 0o644)
         m.copy_from(self.p.initrd, "boot/initrd.img", 0o644)
         m.copy_from(self.p.core, "os/core.sqfs", 0o644)
         if menus:

@@ -89,6 +89,8 @@ def parser() -> argparse.ArgumentParser:
     sv.add_argument("path", type=Path)
     sv.add_argument("--bind", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8080)
+    sv.add_argument("--max-connections", type=int, default=128, metavar="N",
+                    help="connections served at once; more get 503 with Retry-After (default 128)")
 
     bt = sub.add_parser("boot", help="boot an image under QEMU and wait for text on its serial console")
     bt.add_argument("image", type=Path)

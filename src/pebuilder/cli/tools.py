@@ -138,8 +138,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if not args.path.exists():
         raise PebuilderError(f"{args.path} does not exist", Exit.USAGE)
+    if args.max_connections < 1:
+        raise PebuilderError(f"--max-connections {args.max_connections}: give 1 or more", Exit.USAGE)
     try:
-        serve(args.path, args.bind, args.port)
+        serve(args.path, args.bind, args.port, max_connections=args.max_connections)
     except OSError as exc:
         raise PebuilderError(f"cannot listen on {args.bind}:{args.port}: {exc.strerror}", Exit.USAGE) from None
     return 0

@@ -59,6 +59,23 @@ def all_keys(cls: type = m.Config, prefix: str = "") -> Iterator[KeyInfo]:
 
 # -- reading --------------------------------------------------------------------------------------
 
+# Keys earlier versions of pebuilder read, and where their meaning lives now.
+RENAMED = {
+    ("kernel", "debian"): "[kernel] package",
+    ("template", "builtin"): 'system = "debian" (at the top level)',
+}
+
+
+def _hint(label: str, key_name: str, value: Any, known: dict[str, Any]) -> str:
+    """What the user probably meant: a key's new name, a folder given where names go, or a near spelling."""
+    import difflib
+
+    if (label, key_name) in RENAMED:
+        return f" (renamed: use {RENAMED[label, key_name]})"
+    close = difflib.get_close_matches(key_name, list(known), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
 class Reader:
     """Converts one TOML-shaped dict into the model; every message names the file and the key."""
 
@@ -78,7 +95,8 @@ class Reader:
             if k not in known:
                 where = f"[{label}]" if label else "the top level"
                 raise self.fail(f"{label}.{k}" if label else k,
-                                f"unknown key; accepted in {where}: {', '.join(known)}")
+                                f"unknown key{_hint(label, k, node.get(k), known)}; "
+                                f"accepted in {where}: {', '.join(known)}")
         values: dict[str, Any] = {}
         for name, f in known.items():
             sub = f"{label}.{name}" if label else name
@@ -162,6 +180,9 @@ class Reader:
         return self._type(raw, label, bool, "true or false")
 
     def conv_strings(self, raw: Any, label: str, meta: dict) -> list[str]:
+        if label == "kernel.modules" and isinstance(raw, str) and "/" in raw:
+            raise self.fail(label, f"is a list of module names; the folder {_short(raw)} (lib/modules/<version> "
+                                   "for vmlinuz) goes in [kernel] modules_dir")
         self._type(raw, label, list, "a list of strings")
         for item in raw:
             if not isinstance(item, str) or not item.strip():

@@ -39,3 +39,21 @@ def files(root: Path, source: str) -> KernelFiles:
     kf = KernelFiles(vmlinuz, kver, root, source)
     ensure_index(kf)
     return kf
+
+
+def for_grub(vmlinuz: Path, gz: Path) -> Path:
+    """The kernel file the boot menus load: an uncompressed arm64 Image is gzip'd into `gz` (33 MB to
+    about 11 MB for Debian's; GRUB inflates it), anything else (a self-extracting bzImage) is used as is."""
+    from pebuilder.formats import compress
+    from pebuilder.formats.kernel import is_arm64_image
+    from pebuilder.fsutil import atomic_output
+
+    if not is_arm64_image(vmlinuz):
+        gz.unlink(missing_ok=True)
+        return vmlinuz
+    with atomic_output(gz) as tmp, open(tmp, "wb") as raw, open(vmlinuz, "rb") as src:
+        z = compress.open_compressor(raw, "gzip", "default")
+        while chunk := src.read(1 << 20):
+            z.write(chunk)
+        z.close()
+    return gz

@@ -40,3 +40,11 @@ def elf_arch(data: bytes) -> str | None:
     endian = "<" if data[5] == 1 else ">"
     (machine,) = struct.unpack_from(endian + "H", data, 18)
     return ELF_MACHINES.get(machine)
+
+
+def is_arm64_image(path: Path) -> bool:
+    """An uncompressed arm64 `Image` (magic "ARM\\x64" at 0x38). arm64 kernels carry no decompressor:
+    the boot loader must inflate a compressed one, which GRUB does (gzio) and firmware does not."""
+    with open(path, "rb") as f:
+        head = f.read(0x40)
+    return len(head) == 0x40 and head[0x38:0x3C] == b"ARM\x64"

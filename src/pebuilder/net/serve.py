@@ -22,6 +22,7 @@ import re
 import socket
 import stat
 import sys
+import threading
 import time
 import urllib.parse
 from http import HTTPStatus
@@ -45,6 +46,11 @@ LOG_REQUEST_MAX = 300
 # send buffer (4 MiB here) and reports the socket writable only once a third of that has drained: a client
 # reading steadily at 50 KB/s would look idle for 30 s and be cut. Bytes in flight are not limited by this.
 NOTSENT_LOWAT = 128 * 1024
+# A request line and its headers must be complete this many seconds after the connection (or the previous
+# response) is ready for them: a client trickling a byte every 29 s would otherwise hold a thread forever.
+HEAD_DEADLINE = 60.0
+# Connections served at once; one more gets a 503 with Retry-After and is closed (each holds a thread).
+MAX_CONNECTIONS = 128
 # Lingering close: how long and how much we read and drop from a client after our last byte.
 LINGER_SECONDS = 1.0
 LINGER_BYTES = 256 * 1024
@@ -162,6 +168,13 @@ class Handler(BaseHTTPRequestHandler):
 
     # --- request framing ---
 
+    def handle_one_request(self) -> None:
+        """One request, its head due within HEAD_DEADLINE (the idle timeout alone restarts at every byte)."""
+        watch = getattr(self.server, "watch_head", None)
+        if watch:
+            watch(self.connection)
+        super().handle_one_request()
+
     def parse_request(self) -> bool:
         """The standard parsing, plus 414 for request lines past MAX_REQUEST_LINE.
 
@@ -169,7 +182,11 @@ class Handler(BaseHTTPRequestHandler):
         """
         self._close = False
         self._started = False
-        if not super().parse_request():
+        parsed = super().parse_request()  # reads the headers
+        done = getattr(self.server, "head_done", None)
+        if done:
+            done(self.connection)
+        if not parsed:
             return False
         if len(getattr(self, "raw_requestline", b"")) > MAX_REQUEST_LINE:
             self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
@@ -401,6 +418,80 @@ class Handler(BaseHTTPRequestHandler):
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True
+    max_connections = MAX_CONNECTIONS
+    head_deadline = HEAD_DEADLINE
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._lock = threading.Lock()
+        self._active = 0
+        self._heads: dict[socket.socket, float] = {}
+        self._watchdog: threading.Thread | None = None
+
+    # --- bounds on what clients can hold: threads (a cap) and time to send a request head (a deadline) ---
+
+    def process_request(self, request: socket.socket, client_address: tuple) -> None:  # type: ignore[override]
+        with self._lock:
+            full = self._active >= self.max_connections
+            if not full:
+                self._active += 1
+        if full:
+            self._refuse_busy(request, client_address)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            with self._lock:
+                self._active -= 1
+            raise
+
+    def process_request_thread(self, request: socket.socket, client_address: tuple) -> None:  # type: ignore[override]
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._lock:
+                self._active -= 1
+                self._heads.pop(request, None)
+
+    def _refuse_busy(self, request: socket.socket, client_address: tuple) -> None:
+        """503 without a thread: one non-blocking send (it fits any socket buffer), then close."""
+        body = b"503 Service Unavailable: too many connections, retry shortly\n"
+        head = (f"HTTP/1.1 503 Service Unavailable\r\nServer: {Handler.server_version}\r\nRetry-After: 5\r\n"
+                f"Content-Type: text/plain; charset=utf-8\r\nContent-Length: {len(body)}\r\n"
+                "Connection: close\r\n\r\n").encode()
+        with contextlib.suppress(OSError):
+            request.setblocking(False)
+            request.send(head + body)
+            request.shutdown(socket.SHUT_WR)
+            request.recv(LINGER_BYTES)  # what already arrived, so that close sends FIN rather than RST
+        sys.stderr.write(f"{client_address[0]} refused: {self.max_connections} connections open 503\n")
+        sys.stderr.flush()
+        self.close_request(request)  # no lingering: this runs in the thread that accepts connections
+
+    def watch_head(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._heads[conn] = time.monotonic() + self.head_deadline
+            if self._watchdog is None:
+                self._watchdog = threading.Thread(target=self._cut_slow_heads, daemon=True,
+                                                  name="pebuilder-serve-heads")
+                self._watchdog.start()
+
+    def head_done(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._heads.pop(conn, None)
+
+    def _cut_slow_heads(self) -> None:
+        """Shut down connections whose request head is overdue; their handler then reads end-of-file."""
+        while True:
+            time.sleep(min(1.0, self.head_deadline / 4))
+            now = time.monotonic()
+            with self._lock:
+                late = [c for c, due in self._heads.items() if due < now]
+                for c in late:
+                    del self._heads[c]
+            for c in late:
+                with contextlib.suppress(OSError):
+                    c.shutdown(socket.SHUT_RDWR)
 
     def handle_error(self, request: socket.socket | tuple[bytes, socket.socket], client_address: tuple) -> None:
         """Last resort, past the handler's own net: a client hanging up mid-transfer is normal for
@@ -431,17 +522,22 @@ class Server(ThreadingHTTPServer):
         self.close_request(request)
 
 
-def make_server(path: Path, bind: str = "127.0.0.1", port: int = 8080, timeout: float | None = IDLE_TIMEOUT) -> Server:
+def make_server(path: Path, bind: str = "127.0.0.1", port: int = 8080, timeout: float | None = IDLE_TIMEOUT,
+                max_connections: int = MAX_CONNECTIONS, head_deadline: float = HEAD_DEADLINE) -> Server:
     """A server for a folder or one file; `timeout` is the idle limit per connection (None: never)."""
     path = path.resolve()
     handler = type("BoundHandler", (Handler,), {"root": path.parent if path.is_file() else path,
                                                  "single": path if path.is_file() else None,
                                                  "timeout": timeout})
-    return Server((bind, port), handler)
+    server = Server((bind, port), handler)
+    server.max_connections = max_connections
+    server.head_deadline = head_deadline
+    return server
 
 
-def serve(path: Path, bind: str, port: int, timeout: float | None = IDLE_TIMEOUT) -> None:
-    server = make_server(path, bind, port, timeout)
+def serve(path: Path, bind: str, port: int, timeout: float | None = IDLE_TIMEOUT,
+          max_connections: int = MAX_CONNECTIONS) -> None:
+    server = make_server(path, bind, port, timeout, max_connections)
     host, real_port = str(server.server_address[0]), server.server_address[1]
     print(f"serving {path} on http://{host}:{real_port}/ (read-only; Ctrl-C stops)", file=sys.stderr, flush=True)
     try:
