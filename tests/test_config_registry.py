@@ -106,6 +106,7 @@ VALUES: dict[str, Any] = {
     "provision.install": "self",  # ... or the live system itself
     "provision.target": "/dev/vda",
     "provision.then": "poweroff",
+    "provision.grow": False,
     "provision.script": ["echo done > /target/etc/motd"],
 }
 # [kernel] takes a package or a local kernel, never both: two configs cover the keys between them.

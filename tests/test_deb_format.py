@@ -205,6 +205,13 @@ def test_trim_predicates():
     assert TRIM("usr/share/lintian/overrides/bash") and TRIM("usr/share/i18n/charmaps/UTF-8.gz")
     assert not TRIM("usr/lib/locale/C.utf8/LC_CTYPE") and TRIM("usr/lib/locale/locale-archive")
     assert not TRIM("usr/bin/man") and not TRIM("usr/share/zoneinfo/UTC")
+    # iconv modules: rare charsets go, Unicode, the Western code pages and the module lists stay
+    assert TRIM("usr/lib/x86_64-linux-gnu/gconv/IBM1390.so") and TRIM("./usr/lib/aarch64-linux-gnu/gconv/EUC-JP.so")
+    for kept in ("UTF-16.so", "UTF-32.so", "UNICODE.so", "CP1252.so", "gconv-modules", "gconv-modules.cache",
+                 "gconv-modules.d"):
+        assert not TRIM(f"usr/lib/x86_64-linux-gnu/gconv/{kept}"), kept
+    assert not TRIM("usr/lib/x86_64-linux-gnu/gconv") and not TRIM("usr/lib/x86_64-linux-gnu/libc.so.6")
+    assert not TRIM("usr/lib/x86_64-linux-gnu/gconv/gconv-modules.d/gconv-modules-extra.conf")
 
 
 @pytest.mark.parametrize("name", ["../evil", "./../../evil", "/abs/evil", "usr/../../evil"])

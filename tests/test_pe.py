@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import os
 import re
 import shutil
+import struct
+import subprocess
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -141,6 +144,17 @@ def pe(tmp_path_factory) -> Path:
     return built(tmp_path_factory, "pe", make)
 
 
+def test_the_pe_gets_its_grow_tools_without_the_package_manager(pe):
+    """grow = true pulls in sfdisk and resize2fs; their packaging-only dependencies (readline-common's
+    "dpkg | install-info") are counted as met in a tiny base, so dpkg and tar stay out."""
+    text = (pe / "build/.pebuilder/packages.lock.json").read_text()
+    names = set(re.findall(r'"name": "([^"]+)"', text))
+    assert {"fdisk", "e2fsprogs", "libext2fs2"} <= names, sorted(names)
+    assert not names & {"dpkg", "tar", "install-info", "debconf"}, sorted(names)
+    gconv = pe / "build/system/usr/lib/x86_64-linux-gnu/gconv"
+    assert (gconv / "UTF-16.so").is_file() and not (gconv / "IBM1390.so").exists()
+
+
 def test_netboot_folder_is_complete_and_checked(pe):
     for mode in ("fetch", "embed"):
         nb = pe / "out" / f"netboot-{mode}"
@@ -194,7 +208,21 @@ def test_install_self_then_the_disk_boots_alone(pe, tmp_path):
         f.truncate(1 << 30)
     res = boot(pe / "out" / "pe.iso", expect=["provisioning done", "powering off"], media="cdrom", timeout=240,
                log_path=tmp_path / "pe.log", disks=[blank], writable=True)
-    assert res.ok, _log(tmp_path / "pe.log")[-3000:]
+    pe_log = _log(tmp_path / "pe.log")
+    assert res.ok, pe_log[-3000:]
+    # The install image is as small as its content; grow=yes (the default) gave its root the whole disk.
+    assert re.search(r"grew /dev/vda3 to (\d+) MiB", pe_log), pe_log[-3000:]
+    table = json.loads(subprocess.run(["sfdisk", "--json", str(blank)], capture_output=True, text=True,
+                                      check=True).stdout)["partitiontable"]
+    root = max(table["partitions"], key=lambda p: p["start"])
+    assert table["label"] == "gpt" and root["start"] + root["size"] == table["lastlba"] + 1, table
+    with open(blank, "rb") as f:
+        f.seek(root["start"] * 512 + 1024)
+        sb = f.read(64)
+    blocks, log_block = struct.unpack_from("<I", sb, 4)[0], struct.unpack_from("<I", sb, 24)[0]
+    assert sb[56:58] == b"\x53\xef" and blocks * (1024 << log_block) > (root["size"] * 512) - (4 << 20)
+    fsck = subprocess.run(["e2fsck", "-fn", f"{blank}?offset={root['start'] * 512}"], capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stdout + fsck.stderr
     res = boot(blank, expect=[MARKER, "pebuilder: extension pbmark"], media="disk", drive_if="virtio", timeout=200,
                log_path=tmp_path / "installed.log")
     log = _log(tmp_path / "installed.log")

@@ -154,6 +154,9 @@ class DebianLive(Build):
         pv = self.cfg.provision
         if pv and pv.image and pv.image.endswith(".zst") and "zstd" not in pkgs:
             pkgs.append("zstd")  # busybox has no zstd
+        if pv and pv.grow:
+            # busybox has neither a GPT-aware partitioner nor an ext4 resizer
+            pkgs += [p for p in ("fdisk", "e2fsprogs") if p not in pkgs]
         return pkgs
 
     def media_label(self, disk: DiskOutput | None = None) -> str:
@@ -183,7 +186,10 @@ class DebianLive(Build):
             boot = ["busybox-static"]
             if a.grub_efi_package and not self.host_grub():
                 boot.append(a.grub_efi_package)
-            groups = {"base": lock.resolve_closure(archive, self.base_packages()) if b.variant == "tiny" else [],
+            wanted = self.base_packages()
+            pinned = (lock.resolve_closure(archive, wanted, base.tiny_have(archive, {}, wanted))
+                      if b.variant == "tiny" else [])
+            groups = {"base": pinned,
                       "boot": [lock.Pinned.of(archive.package(n)) for n in boot]
                       + [lock.Pinned.of(kernel_pkg.image_package(archive, kernel_meta))]}
             lk = lock.Lock(b.suite, a.debian, [f"{s.uri} {s.suite}" for s in archive.sources], groups)
@@ -368,7 +374,7 @@ class DebianLive(Build):
         lk = self.lockfile()
         busybox = lk.one("boot", "busybox-static")
         versions = {p.name: p.version for p in [*lk.group("base"), busybox]}
-        return Have.from_versions(versions, archive)
+        return Have.from_versions(base.tiny_have(archive, versions, self.base_packages()), archive)
 
     def entry(self, media: str) -> Any:
         from pebuilder.outputs.bootmenu import BootEntry

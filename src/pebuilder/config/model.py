@@ -241,6 +241,8 @@ class Provision:
     target: str = key("auto", "str", "disk to write, e.g. /dev/vda; auto: the only disk that is not the boot "
                       "medium and is large enough", check=v.target)
     then: str = key("reboot", "str", "after provisioning", choices=("reboot", "poweroff", "shell"))
+    grow: bool = key(True, "bool", "grow the written disk's last partition and its ext2/3/4 file system to "
+                     "the whole target disk (the Debian PE gets sfdisk and resize2fs for it)")
     script: list[str] = key([], "strings", "shell lines run afterwards, the installed root mounted at /target "
                             "(preseed's late_command)", check=v.one_line)
 

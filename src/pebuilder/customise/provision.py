@@ -23,6 +23,7 @@ def conf_text(pv: Provision) -> str:
         value = getattr(pv, key)
         if value:
             lines.append(f"{key}={value}")
+    lines.append(f"grow={'yes' if pv.grow else 'no'}")
     lines += [f"script={line}" for line in pv.script]
     return "\n".join(lines) + "\n"
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from pebuilder.arch import Arch
 from pebuilder.customise import provision
@@ -59,6 +60,20 @@ PACKAGE_USERS = {
     "dropbear-bin": ("dropbear", 102, 65534, "/nonexistent", "/usr/sbin/nologin"),
     "chrony": ("_chrony", 103, 65534, "/var/lib/chrony", "/usr/sbin/nologin"),
 }
+# Packages that serve dpkg and maintainer scripts only. tiny runs neither, so a dependency on one of
+# them (readline-common on "dpkg | install-info", openssh-server on debconf, ucf, adduser, ...) is
+# counted as met instead of pulling dpkg, tar, perl-base's friends and libc into a busybox system.
+PACKAGING_ONLY = ("dpkg", "install-info", "debconf", "ucf", "adduser", "init-system-helpers", "runit-helper")
+
+
+def tiny_have(archive: Any, pinned: dict[str, str], requested: list[str]) -> dict[str, str]:
+    """What a tiny base counts as present for resolving: its pinned packages plus PACKAGING_ONLY (at
+    the index's version, so versioned dependencies hold), except those asked for by name."""
+    have = {n: archive.package(n).version for n in PACKAGING_ONLY if n not in requested and archive.get(n)}
+    have.update(pinned)
+    return have
+
+
 # Applets every system needs, linked even when the applet list cannot be read from a binary.
 ESSENTIAL = ["/bin/sh", "/sbin/init", "/sbin/getty", "/bin/login", "/bin/mount", "/bin/umount", "/sbin/switch_root",
              "/sbin/modprobe", "/sbin/insmod", "/sbin/ifconfig", "/sbin/route", "/sbin/udhcpc", "/bin/hostname",
@@ -209,7 +224,9 @@ def mmdebstrap_tar(out: Path, suite: str, arch: Arch, sources: list[Source], pac
                         "/usr/share/lintian/*", "/usr/share/i18n/*"):
             args.append(f"--dpkgopt=path-exclude={pattern}")
         args += ["--dpkgopt=path-include=/usr/share/doc/*/copyright",
-                 "--dpkgopt=path-include=/usr/share/locale/locale.alias"]
+                 "--dpkgopt=path-include=/usr/share/locale/locale.alias",
+                 "--dpkgopt=path-exclude=/usr/lib/*/gconv/*.so"]
+        args += [f"--dpkgopt=path-include=/usr/lib/*/gconv/{name}" for name in sorted(trims.GCONV_KEEP)]
     args += [suite, out]
     args += [f"deb {s.uri} {s.suite} {' '.join(s.components)}" for s in sources]
     run(args, what=f"building a {arch.debian} minbase with mmdebstrap", code=Exit.TOOL_FAILED)

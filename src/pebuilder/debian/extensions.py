@@ -38,7 +38,7 @@ from pebuilder.net.cache import DownloadCache
 
 log = logging.getLogger("pebuilder.ext")
 
-FORMAT = 2  # bump when the extension layout changes: cached ones are rebuilt
+FORMAT = 3  # bump when the extension layout or the trim rules change: cached ones are rebuilt
 MERGED = {"bin": "usr/bin", "sbin": "usr/sbin", "lib": "usr/lib", "lib64": "usr/lib64", "lib32": "usr/lib32",
           "libx32": "usr/libx32"}
 REFUSED_NAMES = (re.compile(r"^linux-(image|modules|headers)-"), re.compile(r"^grub-(pc|efi|common|.*-bin)"),

@@ -81,11 +81,12 @@ def open_archive(suite: str, arch: Arch, mirror: str | None, cache: DownloadCach
     return Archive(sources_for(suite, mirror), arch, cache, offline=offline).load()
 
 
-def resolve_closure(archive: Archive, names: list[str]) -> list[Pinned]:
-    """`names` and every dependency they need, dependencies first, each with the direct ones it pulled in."""
+def resolve_closure(archive: Archive, names: list[str], have: dict[str, str] | None = None) -> list[Pinned]:
+    """`names` and every dependency they need (beyond `have`), dependencies first, each with the direct
+    ones it pulled in."""
     if not names:
         return []
-    res = resolve(names, archive)
+    res = resolve(names, archive, have)
     for note in res.notes:
         log.info("%s", note)
     return [Pinned.of(p, res.added_deps(p.name)) for p in res.packages]

@@ -2,8 +2,9 @@
 
 The same list as the `path-exclude` options Debian suggests for minimal systems (and that the
 recipes pass to mmdebstrap), as a predicate on a member's relative path (no leading '/' or './').
-It drops man and info pages, docs, lintian overrides, message catalogs and locale sources, and
-locale data other than C.UTF-8 (which glibc needs for the C.UTF-8 locale the system uses).
+It drops man and info pages, docs, lintian overrides, message catalogs and locale sources,
+locale data other than C.UTF-8 (which glibc needs for the C.UTF-8 locale the system uses), and the
+iconv modules of rarely used charsets.
 
 `usr/share/doc/<package>/copyright` is kept by `TRIM`: an image that is handed to others is a
 binary distribution, and many licenses (BSD, MIT, the GPL's notices) ask that their text travel
@@ -22,6 +23,11 @@ LOCALE = "usr/share/locale/"
 LOCALE_KEEP = frozenset({"usr/share/locale/locale.alias"})
 LOCALE_DATA = "usr/lib/locale/"
 C_LOCALES = frozenset({"C.utf8", "C.UTF-8"})
+# glibc's iconv modules (8 MB, 2 MB of a squashfs): a live system keeps the Unicode ones and the
+# Western code pages; UTF-8, ASCII and ISO-8859-1 are built into libc. iconv to any other charset
+# then fails cleanly (EINVAL); `[base] trim = false` keeps them all.
+# (Extensions built with these rules are cached: a change here bumps debian/extensions.py's FORMAT.)
+GCONV_KEEP = frozenset({"UTF-16.so", "UTF-32.so", "UTF-7.so", "UNICODE.so", "ISO8859-15.so", "CP1252.so"})
 
 
 def trim(relpath: str, keep_copyright: bool = True) -> bool:
@@ -42,6 +48,9 @@ def trim(relpath: str, keep_copyright: bool = True) -> bool:
         return p not in LOCALE_KEEP
     if p.startswith(LOCALE_DATA):
         return p[len(LOCALE_DATA):].split("/", 1)[0] not in C_LOCALES
+    parts = p.split("/")
+    if len(parts) == 5 and parts[:2] == ["usr", "lib"] and parts[3] == "gconv":  # usr/lib/<triplet>/gconv/X
+        return parts[4].endswith(".so") and parts[4] not in GCONV_KEEP
     return p.startswith(DROPPED)
 
 
