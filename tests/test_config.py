@@ -90,8 +90,11 @@ def test_unreadable_cfg_exit_2(tmp_path):
 
 
 @pytest.mark.parametrize("text,message", [
-    ('[template]\nisos = "a.iso"\n', r"template\.isos: unknown key; accepted in \[template\]: iso$"),
-    ('[template]\nbuiltin = "debian"\n', r"template\.builtin: unknown key; accepted in \[template\]: iso$"),
+    ('[template]\nisos = "a.iso"\n',
+     r"template\.isos: unknown key \(did you mean iso\?\); accepted in \[template\]: iso$"),
+    ('[template]\nbuiltin = "debian"\n',
+     r"template\.builtin: unknown key \(renamed: use system = \"debian\" \(at the top level\)\); "
+     r"accepted in \[template\]: iso$"),
     ('[boot]\ntimeout = "fast"\n', r"boot\.timeout: expected a number, got str 'fast'"),
     ('[boot]\ntimeout = -1\n', r"boot\.timeout: -1(\.0)? is out of range; give a number from 0 to 3600"),
     ('[boot]\ncodes = "console=ttyS0"\n', r"boot\.codes: expected a list of strings, got str"),
@@ -102,8 +105,9 @@ def test_unreadable_cfg_exit_2(tmp_path):
     ('[extensions]\nmirrors = ["ftp://x/"]\n', r"extensions\.mirrors: item 'ftp://x/': .* is not an http"),
     ('[initrd]\ncompression = "lz4"\n', r"initrd\.compression: got 'lz4'; accepted values: gzip, xz, zstd, none"),
     ('[initrd]\nlevel = true\n', r"initrd\.level: expected a level name or number, got True"),
-    ('[bootz]\n', r"bootz: unknown key; accepted in the top level: system, template"),
-    ('[kernel]\ndebian = "linux-image-cloud-amd64"\n', r"kernel\.debian: unknown key; accepted in \[kernel\]: package"),
+    ('[bootz]\n', r"bootz: unknown key \(did you mean boot\?\); accepted in the top level: system, template"),
+    ('[kernel]\ndebian = "linux-image-cloud-amd64"\n',
+     r"kernel\.debian: unknown key \(renamed: use \[kernel\] package\); accepted in \[kernel\]: package"),
     ('[kernel]\npackage = "nginx"\n', r"kernel\.package: 'nginx' is not a Debian kernel package"),
     ('[kernel]\nvmlinuz = "vmlinuz"\n', r"kernel\.modules_dir: missing; give the folder holding lib/modules"),
     ('[output.iso]\nvolume_id = ""\n', r"output\.iso\.volume_id: '': a label is 1 to 32 characters"),

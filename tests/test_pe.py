@@ -231,7 +231,7 @@ def test_install_self_then_the_disk_boots_alone(pe, tmp_path):
 
 
 @pytest.mark.boot
-def test_provision_by_image_resumes_a_dropped_connection(default, disk, files_server, tmp_path):  # noqa: F811
+def test_provision_by_image_resumes_a_dropped_connection(pe, disk, files_server, tmp_path):  # noqa: F811
     root, handler, nic = files_server
     with open(disk, "rb") as src, gzip.open(root / "live.raw.gz", "wb", compresslevel=1) as dst:
         shutil.copyfileobj(src, dst)
@@ -242,14 +242,16 @@ def test_provision_by_image_resumes_a_dropped_connection(default, disk, files_se
     target = tmp_path / "target.raw"
     with open(target, "wb") as f:
         f.truncate(1 << 30)
-    iso_tree = default / "work" / "image"
-    res = boot(default / "pebuilder-default.iso", expect=["provisioning done", "powering off"], media="cdrom",
+    # The PE (with grow's tools) is told what to do by pb.provision=URL, which overrides its baked settings.
+    res = boot(pe / "out" / "pe.iso", expect=["provisioning done", "powering off"], media="cdrom",
                timeout=300, log_path=tmp_path / "pe.log", disks=[target], writable=True, nic=nic,
-               extra=_direct(iso_tree, "pb.media=LABEL=PEBUILDER pb.provision=http://10.0.2.100/prov.conf"))
+               extra=_direct(pe / "build" / "image", "pb.media=LABEL=PBPE pb.provision=http://10.0.2.100/prov.conf"))
     log = _log(tmp_path / "pe.log")
     assert res.ok, log[-3000:]
     assert "connection to http://10.0.2.100/live.raw.gz lost at byte" in log and "resuming" in log
     assert "sha256 verified" in log
+    grew = re.search(r"grew /dev/vda\d to (\d+) MiB", log)
+    assert grew and int(grew.group(1)) > 900, log[-3000:]  # a 256 MiB image on a 1 GiB disk
     assert sum(" bytes=" in r for r in handler.requests) >= 2  # the chunk was asked for again
     res = boot(target, expect=[MARKER], media="disk", drive_if="virtio", timeout=200, firmware="bios",
                log_path=tmp_path / "written.log", script=[("expect", "Please press Enter"), ("send", "\n"),
