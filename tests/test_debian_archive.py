@@ -580,6 +580,24 @@ def test_real_jq_amd64(real_amd64):
 
 
 @pytest.mark.network
+def test_real_tiny_base_leaves_the_package_manager_out(real_amd64):
+    """readline-common wants "dpkg | install-info": a tiny base (no dpkg, no maintainer scripts) counts
+    that as met; asked for by name (an extension of dpkg, say) the package is still added."""
+    from pebuilder.debian.base import PACKAGING_ONLY, tiny_have
+
+    assert "dpkg" in resolve(["fdisk"], real_amd64).names  # what plain Debian rules give
+    have = tiny_have(real_amd64, {}, ["fdisk"])
+    assert set(have) == {n for n in PACKAGING_ONLY if n in real_amd64}
+    r = resolve(["fdisk"], real_amd64, have)
+    assert "fdisk" in r.names and not set(r.names) & {"dpkg", "tar", "install-info"}, r.names
+    assert "dpkg" not in tiny_have(real_amd64, {}, ["dpkg", "fdisk"])
+    base = Have.from_versions(have, real_amd64)
+    base.assumed = frozenset(have)
+    assert resolve(["dpkg"], real_amd64, base).names == []  # counted as present...
+    assert "dpkg" in resolve(["dpkg"], real_amd64, base.without(["dpkg"])).names  # ...unless asked for
+
+
+@pytest.mark.network
 def test_real_busybox_static_arm64(real_arm64, tmp_path):
     r = resolve(["busybox-static"], real_arm64)
     assert r.names[-1] == "busybox-static"

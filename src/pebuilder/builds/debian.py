@@ -374,7 +374,9 @@ class DebianLive(Build):
         lk = self.lockfile()
         busybox = lk.one("boot", "busybox-static")
         versions = {p.name: p.version for p in [*lk.group("base"), busybox]}
-        return Have.from_versions(base.tiny_have(archive, versions, self.base_packages()), archive)
+        have = Have.from_versions(base.tiny_have(archive, versions, self.base_packages()), archive)
+        have.assumed = frozenset(have.versions) - frozenset(versions)
+        return have
 
     def entry(self, media: str) -> Any:
         from pebuilder.outputs.bootmenu import BootEntry

@@ -160,7 +160,7 @@ class Builder:
         self.compression = compression
 
     def plan(self, names: list[str]) -> tuple[list[Pinned], dict[str, list[str]]]:
-        res = resolve(names, self.archive, self.have)
+        res = resolve(names, self.archive, self.have.without(names))
         for n in res.notes:
             log.info("%s", n)
         pinned = [Pinned.of(p, res.added_deps(p.name)) for p in res.packages]

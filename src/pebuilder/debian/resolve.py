@@ -48,6 +48,18 @@ class Have:
 
     versions: dict[str, str] = field(default_factory=dict)
     provides: dict[str, list[tuple[str, str | None]]] = field(default_factory=dict)  # virtual → providers
+    # Counted as present without being there (a tiny base's packaging-only packages): a dependency on
+    # them is met, but asked for by name they are still added (see without()).
+    assumed: frozenset[str] = frozenset()
+
+    def without(self, names: Iterable[str]) -> Have:
+        """This base minus the assumed packages among `names`, so that asking for one by name adds it."""
+        drop = self.assumed & set(names)
+        if not drop:
+            return self
+        return Have({n: v for n, v in self.versions.items() if n not in drop},
+                    {virt: [(n, v) for n, v in provs if n not in drop] for virt, provs in self.provides.items()},
+                    self.assumed - drop)
 
     @classmethod
     def from_status(cls, text: str) -> Have:
