@@ -23,8 +23,12 @@ from pebuilder.fsutil import file_sha256, write_text_atomic
 class HashCache:
     """sha256 of files, remembered across runs by (size, mtime_ns, inode) and within a run by path."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, ours: list[Path] | None = None):
         self.path = path
+        # Folders only pebuilder writes, and never in place (atomic replace gives a new inode): the work
+        # folder and the download cache. Files anywhere else may be edited in place within one timestamp
+        # tick of being read ("racy" in git's terms), so a fresh record of one is not trusted next run.
+        self.ours = tuple(os.path.abspath(o) + os.sep for o in ours or [])
         self.data: dict[str, list[Any]] = {}
         try:
             with open(path, "rb") as f:
@@ -56,12 +60,14 @@ class HashCache:
 
     def _digest(self, key: str, st: os.stat_result) -> str:
         hit = self.data.get(key)
-        if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns and hit[2] == st.st_ino:
+        if (hit and len(hit) == 5 and hit[4] and hit[0] == st.st_size and hit[1] == st.st_mtime_ns
+                and hit[2] == st.st_ino):
             digest = hit[3]
         else:
             self.reads += 1
             digest = file_sha256(Path(key))
-            self.data[key] = [st.st_size, st.st_mtime_ns, st.st_ino, digest]
+            trusted = key.startswith(self.ours) or not racy(st.st_mtime_ns)
+            self.data[key] = [st.st_size, st.st_mtime_ns, st.st_ino, digest, trusted]
             self.dirty = True
         self.memo[key] = digest
         return digest
@@ -79,6 +85,15 @@ class HashCache:
             self.data = {k: v for k, v in self.data.items() if os.path.exists(k)}
             write_text_atomic(self.path, json.dumps(self.data, separators=(",", ":")))
             self.dirty = False
+
+
+def racy(mtime_ns: int) -> bool:
+    """Whether a file with this mtime, read now, could still change within the same timestamp tick.
+
+    Linux file systems stamp with the kernel's coarse clock (a few ms); one whose stamps are whole
+    seconds (FAT, some network file systems) gets two seconds, as pebuilder's own source digest does."""
+    window = RACY_NS if mtime_ns % 1_000_000_000 == 0 else RACY_FINE_NS
+    return time.time_ns() - mtime_ns < window
 
 
 def tree_digest(root: Path, cache: HashCache | None = None) -> str:
@@ -135,9 +150,10 @@ def value_digest(value: Any) -> str:
 
 PACKAGE = Path(__file__).resolve().parent.parent
 RACY_NS = 2_000_000_000  # a file changed this recently may change again within one mtime tick
+RACY_FINE_NS = 50_000_000  # the same, where timestamps have sub-second resolution
 
 
-def _cache_root() -> Path:
+def cache_root() -> Path:
     """As net.cache.cache_root (not imported: that module pulls in the HTTP stack, ~10 ms)."""
     explicit = os.environ.get("PEBUILDER_CACHE")
     if explicit:
@@ -189,7 +205,7 @@ def source_digest() -> str:
         sig.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\n".encode(errors="surrogateescape"))
         newest = max(newest, st.st_mtime_ns)
     signature = sig.hexdigest()
-    record = _cache_root() / "source-digest" / (hashlib.sha256(os.fsencode(PACKAGE)).hexdigest()[:32] + ".json")
+    record = cache_root() / "source-digest" / (hashlib.sha256(os.fsencode(PACKAGE)).hexdigest()[:32] + ".json")
     try:
         kept = json.loads(record.read_text())
         if kept.get("package") == str(PACKAGE) and kept.get("signature") == signature:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pebuilder.engine.fingerprint import HashCache, path_digest, source_digest, tree_digest, value_digest
+from pebuilder.engine.fingerprint import HashCache, cache_root, path_digest, source_digest, tree_digest, value_digest
 from pebuilder.engine.progress import Progress
 from pebuilder.engine.report import StageResult, size_of
 from pebuilder.engine.state import StageState
@@ -83,7 +83,7 @@ def _resolve(inputs: Inputs) -> Sequence[Path]:
 class Engine:
     def __init__(self, state_dir: Path, progress: Progress | None = None, force: bool = False):
         self.state = StageState(state_dir)
-        self.hashes = HashCache(state_dir / "hashes.json")
+        self.hashes = HashCache(state_dir / "hashes.json", ours=[state_dir.parent, cache_root()])
         self.results: list[StageResult] = []
         self.progress = progress or Progress(enabled=False)
         self.force = force
