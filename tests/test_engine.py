@@ -9,7 +9,6 @@ from __future__ import annotations
 import collections
 import json
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -319,7 +318,7 @@ def _same_tick_edit(path: Path, text: str) -> None:
     assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
 
 
-def test_an_input_edited_within_one_timestamp_tick_of_being_read_is_not_missed(tmp_path):
+def test_an_input_edited_within_one_timestamp_tick_of_being_read_is_not_missed(tmp_path, monkeypatch):
     """git's "racy clean" case: (size, mtime, inode) cannot see this edit, so a record made while the
     file was that fresh is not trusted; the next run reads it again and rebuilds."""
     user, work = tmp_path / "user", tmp_path / "work"
@@ -331,23 +330,25 @@ def test_an_input_edited_within_one_timestamp_tick_of_being_read_is_not_missed(t
     def stage() -> Stage:
         return Stage("copy", lambda: seen.append(src.read_text()) or "copied", files=[src])
 
-    fingerprint.source_digest()  # (computed once per process: kept out of the moment measured here)
+    # A tick as long as this test (a busy machine may pause it for longer than a real tick).
+    monkeypatch.setattr(fingerprint, "RACY_FINE_NS", 60 * 10**9)
     Engine(work / "state").run([stage()])
     _same_tick_edit(src, "HELLO\n")
     engine = Engine(work / "state")
     engine.run([stage()])
     assert seen == ["hello\n", "HELLO\n"] and engine.hashes.reads == 1
-    # Read once the file has aged, the record is trusted: a no-op reads nothing.
-    time.sleep(fingerprint.RACY_FINE_NS / 1e9 + 0.05)
+    # Read once the file has aged (the tick is over), the record is trusted: a no-op reads nothing.
+    monkeypatch.setattr(fingerprint, "RACY_FINE_NS", 0)
     Engine(work / "state").run([stage()])  # re-reads the fresh record, now trusts it
     engine = Engine(work / "state")
     engine.run([stage()])
     assert seen == ["hello\n", "HELLO\n"] and engine.hashes.reads == 0
 
 
-def test_files_pebuilder_writes_are_trusted_at_once(tmp_path):
+def test_files_pebuilder_writes_are_trusted_at_once(tmp_path, monkeypatch):
     """The work folder and the download cache are written by replacing files (new inodes), never in
     place, so even a fresh record of a file there is trusted: a no-op right after a build reads nothing."""
+    monkeypatch.setattr(fingerprint, "RACY_FINE_NS", 60 * 10**9)  # every file here is fresh
     work = tmp_path / "work"
     (work / "tree").mkdir(parents=True)
     (work / "tree/product").write_text("made a moment ago\n")
@@ -358,7 +359,6 @@ def test_files_pebuilder_writes_are_trusted_at_once(tmp_path):
     again.file(work / "tree/product")
     assert again.reads == 0
     # The same fresh file, not declared ours: its record is not trusted, the next run reads it again.
-    os.utime(work / "tree/product", ns=(time.time_ns(), time.time_ns()))
     elsewhere = fingerprint.HashCache(tmp_path / "elsewhere.json")
     elsewhere.file(work / "tree/product")
     elsewhere.save()
