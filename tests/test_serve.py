@@ -289,6 +289,11 @@ def test_a_trickled_request_head_is_cut_at_the_deadline(tmp_path):
         c.request("GET", "/a.txt")
         assert c.getresponse().read() == b"hello\n"
         c.close()
+    # The watchdog ends with its server.
+    deadline = time.monotonic() + 5
+    while any(t.name == "pebuilder-serve-heads" for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(t.name == "pebuilder-serve-heads" for t in threading.enumerate())
 
 
 def test_connections_past_the_cap_get_503_and_the_server_recovers(tmp_path):

@@ -427,6 +427,7 @@ class Server(ThreadingHTTPServer):
         self._active = 0
         self._heads: dict[socket.socket, float] = {}
         self._watchdog: threading.Thread | None = None
+        self._closed = threading.Event()
 
     # --- bounds on what clients can hold: threads (a cap) and time to send a request head (a deadline) ---
 
@@ -480,10 +481,13 @@ class Server(ThreadingHTTPServer):
         with self._lock:
             self._heads.pop(conn, None)
 
+    def server_close(self) -> None:
+        self._closed.set()
+        super().server_close()
+
     def _cut_slow_heads(self) -> None:
         """Shut down connections whose request head is overdue; their handler then reads end-of-file."""
-        while True:
-            time.sleep(min(1.0, self.head_deadline / 4))
+        while not self._closed.wait(min(1.0, self.head_deadline / 4)):
             now = time.monotonic()
             with self._lock:
                 late = [c for c, due in self._heads.items() if due < now]
