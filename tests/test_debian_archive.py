@@ -586,13 +586,11 @@ def test_real_tiny_base_leaves_the_package_manager_out(real_amd64):
     from pebuilder.debian.base import PACKAGING_ONLY, tiny_have
 
     assert "dpkg" in resolve(["fdisk"], real_amd64).names  # what plain Debian rules give
-    have = tiny_have(real_amd64, {}, ["fdisk"])
-    assert set(have) == {n for n in PACKAGING_ONLY if n in real_amd64}
-    r = resolve(["fdisk"], real_amd64, have)
+    base = tiny_have(real_amd64, {}, ["fdisk"])
+    assert set(base.versions) == set(base.assumed) == {n for n in PACKAGING_ONLY if n in real_amd64}
+    r = resolve(["fdisk"], real_amd64, base)
     assert "fdisk" in r.names and not set(r.names) & {"dpkg", "tar", "install-info"}, r.names
-    assert "dpkg" not in tiny_have(real_amd64, {}, ["dpkg", "fdisk"])
-    base = Have.from_versions(have, real_amd64)
-    base.assumed = frozenset(have)
+    assert "dpkg" not in tiny_have(real_amd64, {}, ["dpkg", "fdisk"]).versions
     assert resolve(["dpkg"], real_amd64, base).names == []  # counted as present...
     assert "dpkg" in resolve(["dpkg"], real_amd64, base.without(["dpkg"])).names  # ...unless asked for
 

@@ -374,9 +374,7 @@ class DebianLive(Build):
         lk = self.lockfile()
         busybox = lk.one("boot", "busybox-static")
         versions = {p.name: p.version for p in [*lk.group("base"), busybox]}
-        have = Have.from_versions(base.tiny_have(archive, versions, self.base_packages()), archive)
-        have.assumed = frozenset(have.versions) - frozenset(versions)
-        return have
+        return base.tiny_have(archive, versions, self.base_packages())
 
     def entry(self, media: str) -> Any:
         from pebuilder.outputs.bootmenu import BootEntry
@@ -441,7 +439,7 @@ class DebianLive(Build):
         """For provisioning with install = "self": this system as a small GPT disk image, gzip'd, that the
         PE streams onto the target disk (boot loaders prebuilt here, so the PE needs no grub-install)."""
         from pebuilder.formats import compress
-        from pebuilder.fsutil import atomic_output, file_sha256
+        from pebuilder.fsutil import file_sha256
         from pebuilder.outputs import disk
 
         a = self.arch()
@@ -458,11 +456,7 @@ class DebianLive(Build):
             entry = self.entry(f"LABEL={INSTALL_LABEL}")
             entry.cmdline.append("pb.provision=off")  # the installed system carries the PE's settings
             disk.write(spec, staging, entry, work, seed=f"install|{INSTALL_LABEL}", arch=a, grub_lib=self.grub_lib())
-            with atomic_output(self.p.install) as tmp, open(tmp, "wb") as raw, open(spec.path, "rb") as src:
-                z = compress.open_compressor(raw, "gzip", "default")
-                while chunk := src.read(1 << 20):
-                    z.write(chunk)
-                z.close()
+            compress.compress_file(spec.path, self.p.install, "gzip", "default")
             digest = file_sha256(self.p.install)
             write_text_atomic(self.p.install_sum, f"{digest}  install.img.gz\n")
             rmtree(work)

@@ -66,8 +66,8 @@ RENAMED = {
 }
 
 
-def _hint(label: str, key_name: str, value: Any, known: dict[str, Any]) -> str:
-    """What the user probably meant: a key's new name, a folder given where names go, or a near spelling."""
+def _hint(label: str, key_name: str, known: dict[str, Any]) -> str:
+    """What the user probably meant: a key's new name or a near spelling."""
     import difflib
 
     if (label, key_name) in RENAMED:
@@ -95,7 +95,7 @@ class Reader:
             if k not in known:
                 where = f"[{label}]" if label else "the top level"
                 raise self.fail(f"{label}.{k}" if label else k,
-                                f"unknown key{_hint(label, k, node.get(k), known)}; "
+                                f"unknown key{_hint(label, k, known)}; "
                                 f"accepted in {where}: {', '.join(known)}")
         values: dict[str, Any] = {}
         for name, f in known.items():

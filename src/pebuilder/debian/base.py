@@ -17,6 +17,7 @@ from typing import Any
 from pebuilder.arch import Arch
 from pebuilder.customise import provision
 from pebuilder.debian import trim as trims
+from pebuilder.debian.resolve import Have
 from pebuilder.debian.sources import Source
 from pebuilder.errors import Exit, PebuilderError
 from pebuilder.formats import deb, tar
@@ -66,11 +67,13 @@ PACKAGE_USERS = {
 PACKAGING_ONLY = ("dpkg", "install-info", "debconf", "ucf", "adduser", "init-system-helpers", "runit-helper")
 
 
-def tiny_have(archive: Any, pinned: dict[str, str], requested: list[str]) -> dict[str, str]:
+def tiny_have(archive: Any, pinned: dict[str, str], requested: list[str]) -> Have:
     """What a tiny base counts as present for resolving: its pinned packages plus PACKAGING_ONLY (at
-    the index's version, so versioned dependencies hold), except those asked for by name."""
-    have = {n: archive.package(n).version for n in PACKAGING_ONLY if n not in requested and archive.get(n)}
-    have.update(pinned)
+    the index's version, so versioned dependencies hold; `assumed`), except those asked for by name."""
+    assumed = {n: archive.package(n).version for n in PACKAGING_ONLY
+               if n not in requested and n not in pinned and archive.get(n)}
+    have = Have.from_versions({**assumed, **pinned}, archive)
+    have.assumed = frozenset(assumed)
     return have
 
 

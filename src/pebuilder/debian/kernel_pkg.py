@@ -46,14 +46,9 @@ def for_grub(vmlinuz: Path, gz: Path) -> Path:
     about 11 MB for Debian's; GRUB inflates it), anything else (a self-extracting bzImage) is used as is."""
     from pebuilder.formats import compress
     from pebuilder.formats.kernel import is_arm64_image
-    from pebuilder.fsutil import atomic_output
 
     if not is_arm64_image(vmlinuz):
         gz.unlink(missing_ok=True)
         return vmlinuz
-    with atomic_output(gz) as tmp, open(tmp, "wb") as raw, open(vmlinuz, "rb") as src:
-        z = compress.open_compressor(raw, "gzip", "default")
-        while chunk := src.read(1 << 20):
-            z.write(chunk)
-        z.close()
+    compress.compress_file(vmlinuz, gz, "gzip", "default")
     return gz

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pebuilder.arch import Arch
 from pebuilder.debian.archive import Archive, Package
-from pebuilder.debian.resolve import resolve
+from pebuilder.debian.resolve import Have, resolve
 from pebuilder.debian.sources import sources_for
 from pebuilder.formats import deb
 from pebuilder.fsroot import Budget, FsRoot
@@ -81,7 +81,7 @@ def open_archive(suite: str, arch: Arch, mirror: str | None, cache: DownloadCach
     return Archive(sources_for(suite, mirror), arch, cache, offline=offline).load()
 
 
-def resolve_closure(archive: Archive, names: list[str], have: dict[str, str] | None = None) -> list[Pinned]:
+def resolve_closure(archive: Archive, names: list[str], have: Have | None = None) -> list[Pinned]:
     """`names` and every dependency they need (beyond `have`), dependencies first, each with the direct
     ones it pulled in."""
     if not names:

@@ -146,6 +146,17 @@ def check_level(kind: str, level: int | str | None) -> None:
         raise ConfigError(f"{kind} level {level} is out of range; {takes}")
 
 
+def compress_file(src: Path, dst: Path, kind: str, level: int | str | None = None) -> None:
+    """`src` compressed into `dst`, streamed, and swapped in whole (a kernel, an install image)."""
+    from pebuilder.fsutil import atomic_output
+
+    with atomic_output(dst) as tmp, open(tmp, "wb") as raw, open(src, "rb") as source:
+        z = open_compressor(raw, kind, level)
+        while chunk := source.read(1 << 20):
+            z.write(chunk)
+        z.close()
+
+
 def open_compressor(sink: BinaryIO, kind: str, level: int | str | None = None, jobs: int | None = None):
     """A writable stream (write(), close()) that compresses into `sink` the way the kernel can unpack it.
 
