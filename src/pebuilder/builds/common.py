@@ -6,15 +6,18 @@ which system it is.
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pebuilder.config import registry
+from pebuilder.config import reads, registry
 from pebuilder.config.model import Config
 from pebuilder.engine import workdir
 from pebuilder.engine.progress import Progress
-from pebuilder.engine.stages import Engine, Stage
+from pebuilder.engine.stages import Engine, Stage, StageGraphError, relative_name
 from pebuilder.errors import ConfigError
 from pebuilder.fsutil import source_date_epoch
 
@@ -22,13 +25,37 @@ if TYPE_CHECKING:  # the customise modules are imported where they are used: a n
     from pebuilder.arch import Arch
 
 
+def stage(factory: Callable[..., Stage]) -> Callable[..., Stage]:
+    """Marks a method that makes a stage: config it reads while making the stage (output paths, a
+    value an action closes over) is that stage's read, checked against its declaration like the
+    reads of its action."""
+
+    @functools.wraps(factory)
+    def make(self: Build, *args: Any) -> Stage:
+        with self.recorder.scoped(MAKING):
+            made = factory(self, *args)
+        self.recorder.move(MAKING, made.name)
+        return made
+
+    return make
+
+
+MAKING = "\0making"  # the recorder's scope while a stage is being made (its name is known after)
+
+
 class Build:
     system = ""
     functions: tuple[str, ...] = ("rebuild",)
     refresh = False  # resolve package sets again (systems that pin them)
+    # Keys read outside any stage (the build's set-up) that every stage's key holds: they change
+    # everything anyway (the architecture). Anything else a build reads outside a stage must be
+    # inert, or only whether a table is there / how many (which stages exist).
+    global_reads: tuple[str, ...] = ()
 
     def __init__(self, cfg: Config):
-        self.cfg = cfg
+        self.plain = cfg  # for the build's machinery (lock, output checks), never for image content
+        self.recorder = reads.Recorder()
+        self.cfg: Config = reads.view(cfg, self.recorder)
 
     def stages(self) -> list[Stage]:
         raise NotImplementedError
@@ -48,20 +75,20 @@ class Build:
 
     def inputs(self) -> list[Path]:
         """Files the build reads that no output may overwrite."""
-        return [self.cfg.source] if self.cfg.source else []
+        return [self.plain.source] if self.plain.source else []
 
     def trees(self) -> list[Path]:
         """Folders pebuilder writes into and packs: no output may live inside them."""
-        work = self.cfg.work.dir
+        work = self.plain.work.dir
         return [work / "image", work / "extract", work / workdir.STATE]
 
     def folder_output(self, path: Path) -> bool:
         """Outputs that are folders by nature (netboot)."""
-        nb = self.cfg.output.netboot
+        nb = self.plain.output.netboot
         return nb is not None and path == nb.dir
 
     def check_outputs(self) -> None:
-        outs = self.cfg.outputs()
+        outs = self.plain.outputs()
         ins = {p.resolve() for p in self.inputs()}
         for o in outs:
             r = o.resolve()
@@ -80,10 +107,50 @@ class Build:
         self.prepare(function)
         self.check_outputs()
         source_date_epoch()  # a bad SOURCE_DATE_EPOCH is a config error, not a failure deep in a tool
-        with workdir.locked(self.cfg.work.dir, self.cfg.outputs()) as state:
-            engine = Engine(state, progress, force=force)
-            engine.run(self.stages(), self.select(function))
+        with workdir.locked(self.plain.work.dir, self.plain.outputs()) as state:
+            engine = Engine(state, progress, force=force, config=ConfigReads(self))
+            stages = self.stages()
+            self.check_build_reads()
+            engine.run(stages, self.select(function))
         return engine
+
+    def check_build_reads(self) -> None:
+        """Reads outside any stage: inert keys, build-wide keys, and which stages exist."""
+        made = reads.undeclared(self.recorder.reads(reads.BUILD), self.global_reads, registry.inert_keys())
+        bad = [r for r in made if not r.endswith((reads.PRESENT, reads.COUNT))]
+        if bad:
+            raise StageGraphError(f"{type(self).__name__} reads config keys outside its stages: {', '.join(bad)} "
+                                  "(read them in a stage that declares them, or add them to global_reads)")
+
+
+def _relative(value: Any, work: Path) -> Any:
+    """Paths inside the work folder as keys hold them (see Engine.name): a moved project stays cached."""
+    if isinstance(value, str) and value.startswith(str(work) + os.sep):
+        return relative_name(value, work)
+    if isinstance(value, dict):
+        return {k: _relative(x, work) for k, x in value.items()}
+    if isinstance(value, list):
+        return [_relative(x, work) for x in value]
+    return value
+
+
+class ConfigReads:
+    """The engine's view of a build's config: declared keys' values, and the reads no declaration holds."""
+
+    def __init__(self, build: Build):
+        self.build = build
+        self.inert = registry.inert_keys()
+
+    def scoped(self, name: str) -> AbstractContextManager[None]:
+        return self.build.recorder.scoped(name)
+
+    def values(self, declared: Sequence[str]) -> Any:
+        cfg = self.build.plain
+        return _relative({"declared": reads.values(cfg, declared), "build": reads.values(cfg, self.build.global_reads)},
+                         cfg.work.dir)
+
+    def undeclared(self, name: str, declared: Sequence[str]) -> list[str]:
+        return reads.undeclared(self.build.recorder.reads(name), [*declared, *self.build.global_reads], self.inert)
 
 
 def salt_secret(cfg: Config) -> bytes | None:
@@ -128,27 +195,13 @@ def password_digests(cfg: Config) -> list[str]:
     return out
 
 
-BOOT_KEYS = ("hostname", "autologin", "serial_getty", "serial")
+# What the customisation code of both systems reads (each system's stage adds its own keys).
+CUSTOMISATION_READS = ("users", "accounts", "ssh", "certificates", "files", "provision")
 
 
-def customisation_inputs(cfg: Config, boot_keys: tuple[str, ...] = BOOT_KEYS) -> tuple[Any, list[Path], list[Path]]:
-    """Everything customisation reads: config values, file contents, folders (stage key inputs).
-
-    `boot_keys`: the [boot] keys the system's customisation reads. Tiny Core turns hostname,
-    autologin and serial into boot codes only, so it passes fewer: a changed code must not rerun
-    (and repack) the initrd."""
-    values: dict[str, Any] = {name: registry.to_data(getattr(cfg, name))
-                              for name in ("accounts", "ssh", "certificates", "services", "kiosk")}
-    values["users"] = [registry.to_data(u) for u in cfg.users]
-    values["files"] = [registry.to_data(f) for f in cfg.files]
-    values["boot"] = {k: getattr(cfg.boot, k) for k in boot_keys}
-    values["provision"] = registry.to_data(cfg.provision) if cfg.provision else None
-
-    def lazy_values() -> Any:
-        return {**values, "secrets": password_digests(cfg)}
-
+def customisation_files(cfg: Config) -> list[Path]:
+    """Files whose contents customisation copies or reads (stage key inputs)."""
     files: list[Path] = [f.source for f in cfg.files if f.source.is_file()]
-    trees: list[Path] = [f.source for f in cfg.files if f.source.is_dir()]
     if cfg.certificates.bundle:
         from pebuilder.customise import certificates
 
@@ -159,4 +212,8 @@ def customisation_inputs(cfg: Config, boot_keys: tuple[str, ...] = BOOT_KEYS) ->
         from pebuilder.customise import ssh
 
         files += ssh.host_key_files(cfg.ssh.host_keys)
-    return lazy_values, [f for f in files if f.is_file()], trees
+    return [f for f in files if f.is_file()]
+
+
+def customisation_trees(cfg: Config) -> list[Path]:
+    return [f.source for f in cfg.files if f.source.is_dir()]

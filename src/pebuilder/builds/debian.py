@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from pebuilder import arch as archs
-from pebuilder.builds.common import Build, customisation_inputs, salt_secret
+from pebuilder.builds.common import (
+    CUSTOMISATION_READS,
+    Build,
+    customisation_files,
+    customisation_trees,
+    password_digests,
+    salt_secret,
+    stage,
+)
 from pebuilder.config import registry
 from pebuilder.config.model import Config, DiskOutput
 from pebuilder.customise import accounts, certificates, files, modules, provision, ssh
@@ -36,6 +44,10 @@ log = logging.getLogger("pebuilder.debian")
 
 MARKER = "pebuilder: system is up"
 INSTALL_LABEL = "PBLIVE"
+# What the kernel command line and the boot menus are made of (cmdline(), entry()).
+BOOT_ENTRY_READS = ("boot.hostname", "boot.serial", "boot.codes", "boot.timeout")
+# What base_packages() reads.
+BASE_PACKAGES_READS = ("base.packages", "kernel.firmware", "ssh.enable", "provision.image", "provision.grow")
 SYSLINUX = {"isolinux.bin": "/usr/lib/ISOLINUX/isolinux.bin",
             "ldlinux.c32": "/usr/lib/syslinux/modules/bios/ldlinux.c32"}
 
@@ -67,6 +79,7 @@ class Paths:
 class DebianLive(Build):
     system = "debian"
     functions = ("rebuild", "packages", "base")
+    global_reads = ("base.arch", "provision.install")  # the architecture; whether there is an install image
 
     def __init__(self, cfg: Config):
         super().__init__(cfg)
@@ -175,13 +188,14 @@ class DebianLive(Build):
 
     # -- stages -----------------------------------------------------------------------------------
 
+    @stage
     def packages(self) -> Stage:
         """Resolve and pin the package set (kept until the config's package set changes or --refresh)."""
         b = self.cfg.base
         a = self.arch()
-        kernel_meta = kernel_pkg.meta_name(a, self.cfg.kernel.package)
 
         def action() -> str:
+            kernel_meta = kernel_pkg.meta_name(a, self.cfg.kernel.package)
             archive = lock.open_archive(b.suite, a, b.mirror, self.cache, self.cfg.extensions.offline)
             boot = ["busybox-static"]
             if a.grub_efi_package and not self.host_grub():
@@ -197,10 +211,10 @@ class DebianLive(Build):
             kernel = groups["boot"][-1]
             return f"{len(groups['base'])} base packages, kernel {kernel.name} {kernel.version}"
 
-        values = {"base": registry.to_data(b), "kernel": kernel_meta, "arch": a.name, "packages": self.base_packages(),
-                  "refresh": time.time() if self.refresh else None}
-        return Stage("packages", action, values=values, outputs=[self.p.lock])
+        return Stage("packages", action, reads=("base", "kernel.package", *BASE_PACKAGES_READS),
+                     values={"refresh": time.time() if self.refresh else None}, outputs=[self.p.lock])
 
+    @stage
     def base_tree(self) -> Stage:
         b = self.cfg.base
 
@@ -232,9 +246,11 @@ class DebianLive(Build):
             fs.meta.save(self.p.base_meta)
             return note
 
-        return Stage("base", action, after=["packages"], values={"variant": b.variant, "trim": b.trim},
+        return Stage("base", action, after=["packages"],
+                     reads=("base.variant", "base.trim", "base.suite", "base.mirror", *BASE_PACKAGES_READS),
                      outputs=[self.p.base, self.p.base_meta])
 
+    @stage
     def kernel(self) -> Stage:
         def action() -> str:
             pinned = [p for p in self.lockfile().group("boot") if p.name.startswith("linux-image-")][0]
@@ -250,6 +266,7 @@ class DebianLive(Build):
         gz = [self.p.products / "vmlinuz.gz"] if self.arch().name == "aarch64" else []
         return Stage("kernel", action, after=["packages"], outputs=[self.p.kernel_json, *gz])
 
+    @stage
     def system_tree(self) -> Stage:
         def action() -> str:
             rmtree(self.p.system)
@@ -262,19 +279,19 @@ class DebianLive(Build):
     def system_fs(self) -> FsRoot:
         return FsRoot(self.p.system, TreeMeta.load(self.p.system_meta))
 
+    @stage
     def system_kernel_modules(self) -> Stage:
-        wanted = self.cfg.kernel.modules
-
         def action() -> str:
             kf = self.kernel_files()
             fs = self.system_fs()
-            chosen = system_modules.select(kf, wanted)
+            chosen = system_modules.select(kf, self.cfg.kernel.modules)
             modules.install(fs, kf, chosen)
             fs.meta.save(self.p.system_meta)
             return f"{len(chosen)} modules of {kf.kver}"
 
-        return Stage("system-modules", action, after=["kernel"], chain="system", values={"modules": wanted})
+        return Stage("system-modules", action, after=["kernel"], chain="system", reads=("kernel.modules",))
 
+    @stage
     def customise(self) -> Stage:
         c = self.cfg
 
@@ -300,10 +317,13 @@ class DebianLive(Build):
             fs.meta.save(self.p.system_meta)
             return ", ".join(done) or "system files"
 
-        vals, in_files, in_trees = customisation_inputs(c)
-        return Stage("customise", action, chain="system", values=vals, files=in_files, trees=in_trees,
-                     outputs=[self.p.system, self.p.system_meta])
+        return Stage("customise", action, chain="system",
+                     reads=(*CUSTOMISATION_READS, "services.bootlocal", "boot.serial_getty", "boot.autologin",
+                            "boot.hostname", "base.variant", "base.suite", "extensions.mirrors"),
+                     values=lambda: password_digests(c), files=lambda: customisation_files(c),
+                     trees=lambda: customisation_trees(c), outputs=[self.p.system, self.p.system_meta])
 
+    @stage
     def core_sqfs(self) -> Stage:
         def action() -> str:
             comp = self.cfg.base.compression
@@ -311,28 +331,28 @@ class DebianLive(Build):
                                  bcj=self.arch().squashfs_bcj, scratch=self.p.scratch)
             return f"{size} bytes ({comp})"
 
-        return Stage("core-sqfs", action, after=["customise"], values={"c": self.cfg.base.compression},
-                     outputs=[self.p.core])
+        return Stage("core-sqfs", action, after=["customise"], reads=("base.compression",), outputs=[self.p.core])
 
+    @stage
     def initramfs(self) -> Stage:
         i = self.cfg.initrd
-        data_label = self.cfg.output.disk[0].data_label if self.cfg.output.disk else "PBDATA"
 
         def action() -> str:
+            data_label = self.cfg.output.disk[0].data_label if self.cfg.output.disk else "PBDATA"
             conf = {"MEDIA": self.media_label(), "DATA_LABEL": data_label, "INIT": "/sbin/init"}
             r = initramfs.build(self.p.initrd, self.busybox(), self.kernel_files(), self.p.scratch / "initramfs",
                                 conf, compression=i.compression or "xz", level=i.level)
             return f"{r['modules']} modules, {r['bytes']} bytes"
 
         return Stage("initramfs", action, after=["packages", "kernel"],
-                     values={"c": i.compression, "l": i.level, "media": self.media_label(), "data": data_label},
-                     outputs=[self.p.initrd])
+                     reads=("initrd", "output.iso.volume_id", "output.disk[0].data_label"), outputs=[self.p.initrd])
 
     def from_debian(self) -> list[str]:
         """Extensions the config names that no local folder holds: built from Debian packages."""
         ext = self.cfg.extensions
         return [n for n in [*ext.onboot, *ext.ondemand] if not live_ext.find(n, ext.dirs)]
 
+    @stage
     def extensions(self) -> Stage:
         ext = self.cfg.extensions
         built_dir = self.p.products / "ext-debian"
@@ -351,9 +371,11 @@ class DebianLive(Build):
             names = [n for n in [*ext.onboot, *ext.ondemand] if n not in self.from_debian()]
             return live_ext.local_files(ext.dirs, names, [])
 
+        # Extensions built from Debian packages depend on what the base holds (their .dep lists).
         return Stage("extensions", action, after=["packages", "base"], files=local,
-                     values=lambda: {"onboot": ext.onboot, "ondemand": ext.ondemand, "debian": self.from_debian()},
-                     outputs=[self.p.ext])
+                     reads=("extensions.dirs", "extensions.onboot", "extensions.ondemand", "base.suite", "base.mirror",
+                            "base.trim", "base.variant", *BASE_PACKAGES_READS),
+                     values=lambda: {"debian": self.from_debian()}, outputs=[self.p.ext])
 
     def extension_builder(self) -> debext.Builder:
         """Extensions from Debian packages, against what this build's base holds."""
@@ -383,6 +405,7 @@ class DebianLive(Build):
         return BootEntry(title="pebuilder live", kernel="/boot/vmlinuz", initrds=["/boot/initrd.img"],
                          cmdline=self.cmdline(media), timeout=timeout, serial=self.cfg.boot.serial)
 
+    @stage
     def boot_menus(self) -> Stage:
         from pebuilder.outputs import iso as iso_out
         from pebuilder.outputs.bootmenu import isolinux_cfg
@@ -400,17 +423,15 @@ class DebianLive(Build):
             write_text_atomic(self.p.products / "entry.json", json.dumps({"marker": marker, **entry.__dict__}))
             return " ".join(entry.cmdline)
 
-        return Stage("boot-menus", action, values=lambda: {"cmd": self.cmdline(self.media_label()),
-                                                           "t": self.cfg.boot.timeout, "s": self.cfg.boot.serial},
-                     outputs=[self.p.boot])
+        return Stage("boot-menus", action, reads=(*BOOT_ENTRY_READS, "output.iso.volume_id"),
+                     outputs=[self.p.boot, self.p.products / "entry.json"])
 
+    @stage
     def efi_boot(self) -> Stage:
         from pebuilder.outputs import iso as iso_out
 
-        wanted = bool(self.cfg.output.iso and self.cfg.output.iso.uefi)
-
         def action() -> str:
-            if not wanted:
+            if not (self.cfg.output.iso and self.cfg.output.iso.uefi):
                 self.p.esp.unlink(missing_ok=True)
                 return "UEFI not asked for"
             marker = json.loads((self.p.products / "entry.json").read_text())["marker"]
@@ -418,7 +439,7 @@ class DebianLive(Build):
             iso_out.build_esp(self.p.esp, self.arch(), marker, self.p.scratch, self.grub_lib())
             return f"GRUB {self.arch().grub_efi}"
 
-        return Stage("efi-boot", action, after=["packages", "boot-menus"], values={"uefi": wanted})
+        return Stage("efi-boot", action, after=["packages", "boot-menus"], reads=("output.iso.uefi",))
 
     def assemble(self, root: Path, menus: bool) -> FsRoot:
         """The medium's tree: /boot (kernel, initramfs, menus), /os, /ext."""
@@ -435,6 +456,7 @@ class DebianLive(Build):
             m.copy_from(src, "ext/" + src.relative_to(self.p.ext).as_posix(), 0o644)
         return m
 
+    @stage
     def install_image(self) -> Stage:
         """For provisioning with install = "self": this system as a small GPT disk image, gzip'd, that the
         PE streams onto the target disk (boot loaders prebuilt here, so the PE needs no grub-install)."""
@@ -463,12 +485,12 @@ class DebianLive(Build):
             return f"{spec.size >> 20} MiB disk, {self.p.install.stat().st_size} bytes gzip'd"
 
         return Stage("install-image", action, after=["kernel", "initramfs", "core-sqfs", "extensions", "packages"],
-                     values={"t": self.cfg.boot.timeout, "s": self.cfg.boot.serial, "codes": self.cfg.boot.codes},
-                     outputs=[self.p.install, self.p.install_sum])
+                     reads=BOOT_ENTRY_READS, outputs=[self.p.install, self.p.install_sum])
 
     def wants_install_image(self) -> bool:
         return self.cfg.provision is not None and self.cfg.provision.install == "self"
 
+    @stage
     def medium(self) -> Stage:
         def action() -> str:
             m = self.assemble(self.p.image, menus=True)
@@ -481,6 +503,7 @@ class DebianLive(Build):
                                               *(["install-image"] if self.wants_install_image() else [])],
                      outputs=[self.p.image])
 
+    @stage
     def package_iso(self) -> Stage:
         from pebuilder.outputs import iso as iso_out
 
@@ -496,9 +519,9 @@ class DebianLive(Build):
             iso_out.package(self.p.image, spec.path, isolinux_bin=bios, esp=esp, volume_id=spec.volume_id)
             return str(spec.path)
 
-        return Stage("package-iso", action, after=["medium", "efi-boot"], values=registry.to_data(spec),
-                     outputs=[spec.path])
+        return Stage("package-iso", action, after=["medium", "efi-boot"], reads=("output.iso",), outputs=[spec.path])
 
+    @stage
     def netboot(self) -> Stage:
         """Kernel + one initramfs for iPXE or a host's GRUB: the initramfs carries the system (embed) or
         fetches it from the folder's URL and checks each file against the sha256 baked into it (fetch)."""
@@ -538,9 +561,9 @@ class DebianLive(Build):
 
         return Stage("netboot", action, after=["kernel", "packages", "core-sqfs", "extensions",
                                                *(["install-image"] if self.wants_install_image() else [])],
-                     values={**registry.to_data(nb), "cmd": self.cmdline(""), "i": registry.to_data(self.cfg.initrd)},
-                     outputs=[nb.dir])
+                     reads=("output.netboot", "initrd", *BOOT_ENTRY_READS), outputs=[nb.dir])
 
+    @stage
     def disk_image(self, index: int, spec: DiskOutput) -> Stage:
         from pebuilder.outputs import disk
 
@@ -562,8 +585,7 @@ class DebianLive(Build):
             return f"{spec.table}/{spec.firmware} {spec.format}, root at sector {plan.root.start}: {media}"
 
         return Stage(f"disk-{spec.path.name}", action, after=["medium", "packages"],
-                     values={**registry.to_data(spec), "cmd": self.cmdline(self.media_label(spec)),
-                             "t": self.cfg.boot.timeout}, outputs=[spec.path])
+                     reads=(f"output.disk[{index}]", *BOOT_ENTRY_READS), outputs=[spec.path])
 
 
 def build_extensions(cfg: Config, names: list[str], out_root: Path, compression: str = "gzip",

@@ -19,8 +19,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pebuilder import arch as archs
-from pebuilder.builds.common import Build, customisation_inputs, salt_secret
-from pebuilder.config import registry
+from pebuilder.builds.common import (
+    CUSTOMISATION_READS,
+    Build,
+    customisation_files,
+    customisation_trees,
+    password_digests,
+    salt_secret,
+    stage,
+)
 from pebuilder.config.model import Config, DiskOutput
 from pebuilder.engine.stages import Stage
 from pebuilder.errors import Exit, PebuilderError
@@ -33,6 +40,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pebuilder.remaster")
 
+# Where extensions come from (sources()).
+SOURCES_READS = ("extensions.dirs", "extensions.mirrors", "extensions.repo")
 FUNCTIONS = ("checkimage", "extractimage", "bootcode", "package", "rebuild", "packagehd")
 
 
@@ -105,7 +114,7 @@ class TinyCoreRemaster(Build):
                                                label="TCROOT")]
 
     def inputs(self) -> list[Path]:
-        return [p for p in [self.cfg.template.iso, self.cfg.source] if p is not None]
+        return [p for p in [self.plain.template.iso, self.plain.source] if p is not None]
 
     def check_target(self) -> tuple[Path, str, str, str]:
         """What `build --check` boots: the ISO as a CD, until tc-config names the host."""
@@ -147,25 +156,29 @@ class TinyCoreRemaster(Build):
 
     def sources(self) -> Any:
         """Local folders first, then the configured mirrors (repository path from the template)."""
-        if self._sources is None:
+        ext = self.cfg.extensions
+        # Read on every call, so each stage that asks is recorded as reading them; made once.
+        wanted = (tuple(ext.dirs), tuple(ext.mirrors), ext.repo, ext.offline)
+        if self._sources is None or self._sources[0] != wanted:
             from pebuilder.tinycore.mirror import Mirror, Sources, repo_path
 
-            ext = self.cfg.extensions
             mirror = None
             if ext.mirrors:
                 facts = self.facts()
                 repo = ext.repo or repo_path(facts.get("tc_version"), facts.get("arch"))
-                mirror = Mirror(ext.mirrors, repo, offline=ext.offline)
-            self._sources = Sources(ext.dirs, mirror, self.kver())
-        return self._sources
+                mirror = Mirror(list(ext.mirrors), repo, offline=ext.offline)
+            self._sources = (wanted, Sources(list(ext.dirs), mirror, self.kver()))
+            self._resolved = {}
+        return self._sources[1]
 
     def resolve(self, placement: str) -> list[str]:
         """Requested extensions of one placement and their dependencies, dependencies first."""
+        src = self.sources()
+        names = self.names(placement)  # read on every call (see sources)
         if placement in self._resolved:
             return self._resolved[placement]
-        src = self.sources()
         kver = self.kver()
-        res = resolve([kernel_name(n, kver) for n in self.names(placement)], src.deps_of)
+        res = resolve([kernel_name(n, kver) for n in names], src.deps_of)
         for name, chain in res.missing.items():
             where = ", ".join(map(str, self.cfg.extensions.dirs)) or "no extension folders"
             if src.mirror:
@@ -206,6 +219,7 @@ class TinyCoreRemaster(Build):
 
     # -- stages -----------------------------------------------------------------------------------
 
+    @stage
     def unpack_template(self) -> Stage:
         src = self.cfg.template.iso
         if src is None:
@@ -233,8 +247,9 @@ class TinyCoreRemaster(Build):
 
             iso.check_readable(src)
         return Stage("template", action, files=[src] if src.is_file() else [], trees=[src] if src.is_dir() else [],
-                     outputs=[self.p.template, self.p.template_json])
+                     reads=("template.iso",), outputs=[self.p.template, self.p.template_json])
 
+    @stage
     def kernel(self) -> Stage:
         """Another kernel for the template (e.g. Debian's): facts about it for the stages after."""
         spec = self.cfg.kernel
@@ -253,8 +268,7 @@ class TinyCoreRemaster(Build):
                 {"kver": kf.kver, "vmlinuz": str(kf.vmlinuz), "root": str(kf.root), "source": kf.source}))
             return f"{kf.source} ({kf.kver})"
 
-        return Stage("kernel", action, values={"kernel": registry.to_data(spec), "suite": self.cfg.base.suite,
-                                               "mirror": self.cfg.base.mirror},
+        return Stage("kernel", action, reads=("kernel", "base.suite", "base.mirror"),
                      files=[spec.vmlinuz] if spec.vmlinuz and spec.vmlinuz.is_file() else [],
                      trees=[spec.modules_dir] if spec.modules_dir else [], outputs=[self.p.kernel_json])
 
@@ -264,6 +278,7 @@ class TinyCoreRemaster(Build):
         k = json.loads(self.p.kernel_json.read_text())
         return KernelFiles(Path(k["vmlinuz"]), k["kver"], Path(k["root"]), k["source"]) if k.get("kver") else None
 
+    @stage
     def unpack_initrd(self) -> Stage:
         def action() -> str:
             from pebuilder.formats import cpio
@@ -280,6 +295,7 @@ class TinyCoreRemaster(Build):
         return Stage("unpack-initrd", action, after=["template"], chain="initrd",
                      outputs=[self.p.extract, self.p.meta])
 
+    @stage
     def extensions_into_initrd(self) -> Stage:
         def action() -> str:
             from pebuilder.tinycore import initrd_ext
@@ -301,9 +317,10 @@ class TinyCoreRemaster(Build):
 
         return Stage("extensions-initrd", action, after=["template"], chain="initrd",
                      files=lambda: self.local_files("initrd", "builtin"),
-                     values=lambda: {"ext": self.ext_key("initrd", "builtin"), "scripts": self.cfg.extensions.scripts,
-                                     "mirrors": self.cfg.extensions.mirrors[:1]})
+                     reads=(*SOURCES_READS, "extensions.initrd", "extensions.builtin", "extensions.scripts"),
+                     values=lambda: self.ext_key("initrd", "builtin"))
 
+    @stage
     def customise(self) -> Stage:
         c = self.cfg
 
@@ -341,9 +358,12 @@ class TinyCoreRemaster(Build):
 
         # serial_getty is the only [boot] key this stage reads: hostname, autologin and serial are boot
         # codes (host=, noautologin, console=), written by the bootcode stage, and must not repack the initrd.
-        vals, in_files, in_trees = customisation_inputs(c, boot_keys=("serial_getty",))
-        return Stage("customise", action, chain="initrd", values=vals, files=in_files, trees=in_trees)
+        return Stage("customise", action, chain="initrd",
+                     reads=(*CUSTOMISATION_READS, "boot.serial_getty", "services", "kiosk"),
+                     values=lambda: password_digests(c), files=lambda: customisation_files(c),
+                     trees=lambda: customisation_trees(c))
 
+    @stage
     def kernel_modules(self) -> Stage:
         def action() -> str:
             from pebuilder.customise import modules
@@ -379,7 +399,7 @@ class TinyCoreRemaster(Build):
         # so a changed module with the same name would not otherwise reach the image.
         return Stage("kernel-modules", action, after=["kernel"], chain="initrd",
                      trees=[self.cfg.kernel.modules_dir] if self.cfg.kernel.vmlinuz and self.cfg.kernel.modules_dir
-                     else [], values={"modules": self.cfg.boot.modules},
+                     else [], reads=("boot.modules", "kernel.vmlinuz", "kernel.modules_dir"),
                      outputs=[self.p.extract, self.p.meta, self.p.flags, self.p.state / "kernel-modules.json"])
 
     def _check_modules(self, fs: FsRoot, kver: str | None) -> None:
@@ -400,6 +420,7 @@ class TinyCoreRemaster(Build):
                                      "add the extension that holds it, or set [kernel] to one that has it",
                                      Exit.KERNEL)
 
+    @stage
     def extensions_beside_initrd(self) -> Stage:
         ext = self.cfg.extensions
 
@@ -416,9 +437,9 @@ class TinyCoreRemaster(Build):
 
         return Stage("extensions-cde", action, after=["template"],
                      files=lambda: self.local_files("onboot", "ondemand"),
-                     values=lambda: {"ext": self.ext_key("onboot", "ondemand", "initrd"),
-                                     "onboot": self.names("onboot"), "copy2fs": ext.copy2fs},
-                     outputs=[self.p.cde])
+                     reads=(*SOURCES_READS, "extensions.initrd", "extensions.onboot", "extensions.ondemand",
+                            "extensions.copy2fs"),
+                     values=lambda: self.ext_key("onboot", "ondemand", "initrd"), outputs=[self.p.cde])
 
     def boot_codes(self) -> list[str]:
         codes = list(self.cfg.boot.codes)
@@ -436,6 +457,7 @@ class TinyCoreRemaster(Build):
             codes += ["console=tty0", f"console={self.arch().console},115200"]
         return codes
 
+    @stage
     def bootcode(self) -> Stage:
         def action() -> str:
             from pebuilder.fsroot import FsRoot
@@ -467,15 +489,16 @@ class TinyCoreRemaster(Build):
             write_text_atomic(self.p.boot / "entry.json", json.dumps({"marker": marker, **entry.__dict__}))
             return " ".join(codes)
 
+        # kernel-modules.json (whether the kernel has zram: nozswap) comes through the kernel-modules token.
         return Stage("bootcode", action, after=["template", "extensions-cde", "kernel-modules"],
-                     values=lambda: {"codes": self.boot_codes(), "timeout": self.cfg.boot.timeout,
-                                     "serial": self.cfg.boot.serial,
-                                     "vol": self.cfg.output.iso.volume_id if self.cfg.output.iso else ""},
+                     reads=("boot.codes", "boot.autologin", "boot.hostname", "boot.serial", "boot.timeout",
+                            "extensions.onboot", "extensions.ondemand", "output.iso.volume_id"),
                      outputs=[self.p.boot])
 
     def initrd_out(self) -> Path:
         return self.p.initrd_dir / Path(self.info().initrds[0]).name
 
+    @stage
     def pack_initrd(self) -> Stage:
         def action() -> str:
             from pebuilder.formats import cpio
@@ -487,15 +510,14 @@ class TinyCoreRemaster(Build):
 
         # The tree itself is an input (not only the chain's token): remaster.sh users edit extract/ by hand.
         return Stage("pack-initrd", action, after=["kernel-modules"], trees=[self.p.extract], files=[self.p.meta],
-                     values={"c": self.cfg.initrd.compression, "l": self.cfg.initrd.level},
-                     outputs=[self.p.initrd_dir])
+                     reads=("initrd",), outputs=[self.p.initrd_dir])
 
+    @stage
     def efi_boot(self) -> Stage:
-        wanted = bool(self.cfg.output.iso and self.cfg.output.iso.uefi)
-
         def action() -> str:
             from pebuilder.outputs import iso as iso_out
 
+            wanted = bool(self.cfg.output.iso and self.cfg.output.iso.uefi)
             a = self.arch()
             if not a.grub_efi or not wanted:
                 self.p.esp.unlink(missing_ok=True)
@@ -505,8 +527,9 @@ class TinyCoreRemaster(Build):
             iso_out.build_esp(self.p.esp, a, marker, self.p.scratch)
             return f"GRUB {a.grub_efi}"
 
-        return Stage("efi-boot", action, after=["bootcode"], values={"uefi": wanted})
+        return Stage("efi-boot", action, after=["bootcode"], reads=("output.iso.uefi",))
 
+    @stage
     def assemble_image(self) -> Stage:
         def action() -> str:
             from pebuilder.fsroot import FsRoot
@@ -533,8 +556,10 @@ class TinyCoreRemaster(Build):
 
         vmlinuz = self.cfg.kernel.vmlinuz
         return Stage("assemble-image", action, files=[vmlinuz] if vmlinuz and vmlinuz.is_file() else [],
-                     after=["template", "kernel", "extensions-cde", "bootcode", "pack-initrd"], outputs=[self.p.image])
+                     reads=("kernel.vmlinuz",), outputs=[self.p.image],
+                     after=["template", "kernel", "extensions-cde", "bootcode", "pack-initrd"])
 
+    @stage
     def package_iso(self) -> Stage:
         out_spec = self.cfg.output.iso
         out = out_spec.path if out_spec else self.p.work / "ezremaster.iso"
@@ -554,9 +579,9 @@ class TinyCoreRemaster(Build):
                             volume_id=vol)
             return str(out) + ("" if has_bios else " (UEFI only: the template has no isolinux.bin)")
 
-        return Stage("package-iso", action, after=["assemble-image", "efi-boot"],
-                     values={"out": str(out), "vol": vol}, outputs=[out])
+        return Stage("package-iso", action, after=["assemble-image", "efi-boot"], reads=("output.iso",), outputs=[out])
 
+    @stage
     def netboot(self) -> Stage:
         """A RAM boot of the remaster: its kernel and initrd, with the cde extensions appended as a
         second archive in /tmp/builtin (tce-setup loads those at boot, since Tiny Core 4.7.5)."""
@@ -597,8 +622,9 @@ class TinyCoreRemaster(Build):
             return f"{n} files in {nb.dir}, {len(names)} extensions built in"
 
         return Stage("netboot", action, after=["kernel", "bootcode", "pack-initrd", "extensions-cde"],
-                     values=registry.to_data(nb), outputs=[nb.dir])
+                     reads=("output.netboot", "extensions.builtin", "extensions.onboot"), outputs=[nb.dir])
 
+    @stage
     def disk_image(self, index: int, spec: DiskOutput) -> Stage:
         def action() -> str:
             from pebuilder.outputs import disk
@@ -620,5 +646,5 @@ class TinyCoreRemaster(Build):
                     f"{plan.root.start}: {' '.join(entry.cmdline)}")
 
         return Stage(f"disk-{spec.path.name}", action, after=["bootcode", "assemble-image"],
-                     trees=[spec.mydata] if spec.mydata else [], values=registry.to_data(spec), outputs=[spec.path])
+                     trees=[spec.mydata] if spec.mydata else [], reads=(f"output.disk[{index}]",), outputs=[spec.path])
 

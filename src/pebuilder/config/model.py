@@ -54,51 +54,58 @@ def tables(cls: type, help: str) -> Any:  # noqa: A002
 @dataclass
 class Template:
     iso: Path | None = key(None, "path", "Tiny Core ISO to remaster (ezremaster's cd_location); a folder "
-                           "holding an extracted CD works too")
+                           "holding an extracted CD works too", only="tinycore")
 
 
 @dataclass
 class Base:
-    distro: str = key("debian", "str", "distribution the live system is built from", choices=("debian",))
+    distro: str = key("debian", "str", "distribution the live system is built from", choices=("debian",),
+                      only="debian")
     suite: str = key("bookworm", "str", "Debian suite", check=v.deb_name)
     variant: str = key("tiny", "str", "tiny: busybox + the libraries packages need, no dpkg; minbase: "
-                       "mmdebstrap --variant=minbase with dpkg and apt", choices=("tiny", "minbase"))
+                       "mmdebstrap --variant=minbase with dpkg and apt", choices=("tiny", "minbase"),
+                       only="debian")
     arch: str | None = key(None, "arch", "target architecture (amd64/x86_64, arm64/aarch64); default: the "
-                           "host's", cli="--arch")
-    packages: list[str] = key([], "strings", "extra Debian packages in the base", check=v.deb_name)
+                           "host's", cli="--arch", only="debian")
+    packages: list[str] = key([], "strings", "extra Debian packages in the base", check=v.deb_name,
+                              only="debian")
     mirror: str | None = key(None, "str", "Debian mirror URL; default: the host's configured apt mirror",
                              check=v.url)
-    trim: bool = key(True, "bool", "drop docs, man pages, locales and i18n files")
+    trim: bool = key(True, "bool", "drop docs, man pages, locales and i18n files", only="debian")
     compression: str = key("xz", "str", "compression of /os/core.sqfs (xz adds the BCJ filter of the arch)",
-                           choices=("xz", "zstd", "gzip", "lz4", "lzo"))
+                           choices=("xz", "zstd", "gzip", "lz4", "lzo"), only="debian")
 
 
 @dataclass
 class Work:
-    dir: Path = key(Path("build"), "path", "work folder (ezremaster's temp_dir): image/, extract/, .pebuilder/")
+    dir: Path = key(Path("build"), "path", "work folder (ezremaster's temp_dir): image/, extract/, .pebuilder/",
+                    inert="where pebuilder keeps its work trees")
     extract_limit: int = key(4 << 30, "size", "largest total (apparent) size pebuilder unpacks from an "
-                             "archive someone else made")
+                             "archive someone else made",
+                             inert="a safety limit: an image either fits and is the same, or the build stops")
 
 
 @dataclass
 class Extensions:
     dirs: list[Path] = key([], "paths", "local folders with extensions, searched before mirrors",
                            cli="--ext-dir")
-    initrd: list[str] = key([], "strings", "extracted into the initrd (app_extract_initrd)", check=v.ext_name)
+    initrd: list[str] = key([], "strings", "extracted into the initrd (app_extract_initrd)", check=v.ext_name,
+                            only="tinycore")
     onboot: list[str] = key([], "strings", "loaded at boot (Tiny Core: cde/optional + onboot.lst; Debian: "
                             "/ext + onboot.lst)", check=v.ext_name)
     builtin: list[str] = key([], "strings", "Tiny Core: /tmp/builtin in the initrd, loaded by tce-setup",
-                             check=v.ext_name)
+                             check=v.ext_name, only="tinycore")
     ondemand: list[str] = key([], "strings", "on the medium, loaded when asked (tce-load -i)", check=v.ext_name)
     scripts: str = key("run", "str", "startup scripts of extracted extensions (extract_tcz_script)",
-                       choices=("run", "ignore"))
+                       choices=("run", "ignore"), only="tinycore")
     copy2fs: bool | list[str] = key(False, "copy2fs", "true: copy2fs.flg (all copied to RAM); a list: "
-                                    "copy2fs.lst", check=v.ext_name)
+                                    "copy2fs.lst", check=v.ext_name, only="tinycore")
     mirrors: list[str] = key([], "strings", "extension mirror base URLs, tried in order; the first goes "
                              "to /opt/tcemirror", check=v.url, cli="--mirror")
     repo: str | None = key(None, "str", "repository path on the mirror, e.g. 14.x/x86_64/tcz; default: "
-                           "from the template", check=v.repo)
-    offline: bool = key(False, "bool", "use only the download cache", cli="--offline")
+                           "from the template", check=v.repo, only="tinycore")
+    offline: bool = key(False, "bool", "use only the download cache", cli="--offline",
+                        inert="only whether downloads may use the network")
 
 
 @dataclass
@@ -108,7 +115,8 @@ class Boot:
     timeout: float | None = key(None, "float", "boot menu timeout in seconds; default: the template's",
                                 range=(0, 3600), cli="--menu-timeout")
     serial: bool = key(False, "bool", "boot menus and kernel on the first serial port", cli="--serial")
-    modules: list[str] = key([], "strings", "kernel modules loaded early at boot", check=v.module_name)
+    modules: list[str] = key([], "strings", "kernel modules loaded early at boot", check=v.module_name,
+                               only="tinycore")
     autologin: bool = key(True, "bool", "Tiny Core's automatic login on tty1 (false: noautologin)")
     serial_getty: bool = key(False, "bool", "a login prompt on the first serial port")
     hostname: str | None = key(None, "str", "host name (host= boot code)", check=v.hostname)
@@ -126,12 +134,13 @@ class Initrd:
 class Kernel:
     package: str | None = key(None, "str", "Debian kernel package, e.g. linux-image-cloud-amd64; default for "
                               "the Debian system: linux-image-<arch>", check=v.deb_name)
-    vmlinuz: Path | None = key(None, "path", "a local kernel image instead of a package")
-    modules_dir: Path | None = key(None, "path", "folder holding lib/modules/<version> for vmlinuz")
+    vmlinuz: Path | None = key(None, "path", "a local kernel image instead of a package", only="tinycore")
+    modules_dir: Path | None = key(None, "path", "folder holding lib/modules/<version> for vmlinuz",
+                                   only="tinycore")
     modules: list[str] = key([], "strings", "Debian system: module names or folders under kernel/ "
                              "(e.g. drivers/net) shipped in the system; empty: a set for VMs and common "
-                             "hardware; [\"all\"]: every module", check=v.one_line)
-    firmware: bool = key(False, "bool", "Debian system: ship firmware files the modules ask for")
+                             "hardware; [\"all\"]: every module", check=v.one_line, only="debian")
+    firmware: bool = key(False, "bool", "Debian system: ship firmware files the modules ask for", only="debian")
 
 
 @dataclass
@@ -172,8 +181,10 @@ class Certificates:
 class Services:
     bootlocal: list[str] = key([], "strings", "shell lines run at the end of boot (Tiny Core: "
                                "opt/bootlocal.sh)", check=v.one_line)
-    bootsync: list[str] = key([], "strings", "Tiny Core: lines for opt/bootsync.sh", check=v.one_line)
-    filetool: list[str] = key([], "strings", "Tiny Core: paths added to opt/.filetool.lst", check=v.one_line)
+    bootsync: list[str] = key([], "strings", "Tiny Core: lines for opt/bootsync.sh", check=v.one_line,
+                              only="tinycore")
+    filetool: list[str] = key([], "strings", "Tiny Core: paths added to opt/.filetool.lst", check=v.one_line,
+                              only="tinycore")
 
 
 @dataclass
@@ -186,12 +197,13 @@ class FileSpec:
 
 @dataclass
 class Kiosk:
-    url: str | None = key(None, "str", "the seed's Xorg + browser autostart at this URL", check=v.url)
+    url: str | None = key(None, "str", "the seed's Xorg + browser autostart at this URL", check=v.url,
+                          only="tinycore")
 
 
 @dataclass
 class IsoOutput:
-    path: Path = key(Path("pebuilder.iso"), "path", "where the ISO goes")
+    path: Path = key(Path("pebuilder.iso"), "path", "where the ISO goes", inert="where the ISO is written")
     volume_id: str = key("PEBUILDER", "str", "ISO volume id (also the label the live system finds its "
                          "medium by)", check=v.label(32))
     uefi: bool = key(True, "bool", "add a GRUB EFI system partition")
@@ -209,18 +221,18 @@ class DiskOutput:
     data_size: int | None = key(None, "size", "optional second partition for data")
     data_label: str = key("PBDATA", "str", "label of the data partition", check=v.label(16))
     persist: list[str] = key([], "strings", "Tiny Core: home=/opt=/restore= aimed at the data (or root) "
-                             "partition", choices=PERSIST)
-    mydata: Path | None = key(None, "path", "Tiny Core: folder restored at boot from /tce/mydata.tgz")
+                             "partition", choices=PERSIST, only="tinycore")
+    mydata: Path | None = key(None, "path", "Tiny Core: folder restored at boot from /tce/mydata.tgz",
+                              only="tinycore")
 
 
 @dataclass
 class NetbootOutput:
     dir: Path = key(Path(), "path", "folder for vmlinuz, initrd.img, boot.ipxe, a GRUB snippet and SHA256SUMS",
-                    required=True)
+                    required=True, inert="where the files are written")
     mode: str = key("embed", "str", "embed: the initramfs holds the whole system; fetch: it downloads "
                     "/os and /ext from url (pb.fetch=) and checks their sha256", choices=("embed", "fetch"))
-    url: str | None = key(None, "str", "where the folder is served, for fetch mode and iPXE over HTTP",
-                          check=v.url)
+    url: str | None = key(None, "str", "where the folder is served, for fetch mode", check=v.url, only="debian")
 
 
 @dataclass
@@ -237,7 +249,7 @@ class Provision:
                             check=v.url)
     sha256: str | None = key(None, "str", "sha256 of the file at image (as served)", check=v.sha256)
     install: str | None = key(None, "str", "\"self\": install the running live system to the target disk",
-                              choices=("self",))
+                              choices=("self",), only="debian")
     target: str = key("auto", "str", "disk to write, e.g. /dev/vda; auto: the only disk that is not the boot "
                       "medium and is large enough", check=v.target)
     then: str = key("reboot", "str", "after provisioning", choices=("reboot", "poweroff", "shell"))

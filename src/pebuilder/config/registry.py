@@ -31,6 +31,8 @@ class KeyInfo:
     range: tuple[float, float] | None = None
     cli: str | None = None
     required: bool = False
+    inert: str | None = None  # why the key changes nothing inside an image (None: it does)
+    only: str | None = None  # the one system that reads it
 
 
 def _default(f: dataclasses.Field) -> Any:
@@ -54,7 +56,13 @@ def all_keys(cls: type = m.Config, prefix: str = "") -> Iterator[KeyInfo]:
             yield from all_keys(f.metadata["cls"], path + "[].")
         else:
             yield KeyInfo(path, kind, _default(f), f.metadata["help"], tuple(f.metadata.get("choices", ())),
-                          f.metadata.get("range"), f.metadata.get("cli"), f.metadata.get("required", False))
+                          f.metadata.get("range"), f.metadata.get("cli"), f.metadata.get("required", False),
+                          f.metadata.get("inert"), f.metadata.get("only"))
+
+
+def inert_keys() -> set[str]:
+    """Keys that change nothing inside an image: any stage may read them, none reruns for them."""
+    return {k.path for k in all_keys() if k.inert}
 
 
 # -- reading --------------------------------------------------------------------------------------
@@ -270,7 +278,35 @@ def parse(data: dict[str, Any], source: Path | None, base: Path | None = None) -
     if cfg.output.iso is None and not iso_given and not cfg.output.disk and cfg.output.netboot is None:
         cfg.output.iso = m.IsoOutput(path=(reader.base / "pebuilder.iso").resolve())
     cross_checks(cfg, reader)
+    cfg.warnings += ignored_keys(data, cfg.kind, source)
     return cfg
+
+
+SYSTEM_NAMES = {"tinycore": "Tiny Core remaster", "debian": "Debian live system"}
+
+
+def ignored_keys(data: dict[str, Any], kind: str, source: Path | None) -> list[str]:
+    """Keys set in the config that only the other system reads: said once, not silently dropped."""
+    only = {k.path: k.only for k in all_keys() if k.only}
+    out = []
+
+    def walk(node: dict[str, Any], prefix: str) -> None:
+        for k, x in node.items():
+            path = prefix + k
+            system = only.get(path)
+            if system and system != kind:
+                where = f"{source}: " if source else ""
+                out.append(f"{where}{path}: only the {SYSTEM_NAMES[system]} reads this key; this "
+                           f"{SYSTEM_NAMES[kind]} ignores it")
+            elif isinstance(x, dict):
+                walk(x, path + ".")
+            elif isinstance(x, list):
+                for item in x:
+                    if isinstance(item, dict):
+                        walk(item, path + "[].")
+
+    walk(data, "")
+    return out
 
 
 def cross_checks(cfg: m.Config, r: Reader) -> None:
@@ -326,6 +362,9 @@ def cross_checks(cfg: m.Config, r: Reader) -> None:
 
 def to_data(cfg: Any, cls: type | None = None) -> dict[str, Any]:
     """The inverse of parse: every key whose value is not the default, as TOML-shaped data."""
+    from pebuilder.config.reads import unwrap
+
+    cfg = unwrap(cfg)  # a build's view of its config: reading it whole is a read of the whole table
     cls = cls or type(cfg)
     out: dict[str, Any] = {}
     for f in fields(cls):
@@ -427,7 +466,9 @@ def markdown_table() -> str:
         if k.range:
             kind += f" {k.range[0]:g}–{k.range[1]:g}"
         flag = f" (`{k.cli}`)" if k.cli else ""
-        rows.append(f"| `{k.path}` | {kind} | {default} | {k.help}{flag} |")
+        only = f" *{SYSTEM_NAMES[k.only]} only.*" if k.only else ""
+        inert = f" *Changes nothing in the image: {k.inert}.*" if k.inert else ""
+        rows.append(f"| `{k.path}` | {kind} | {default} | {k.help}{flag}{only}{inert} |")
     return "\n".join(rows) + "\n"
 
 

@@ -6,6 +6,11 @@ differs from the one recorded after its last successful run, or when an output i
 runs, its token becomes the digest of its outputs: a stage that rewrote byte-identical outputs does
 not make the stages after it run again.
 
+A stage's config inputs are the keys it declares (`reads`): its key holds their values, and the
+build's config records every key each stage reads (while it is made, keyed and run), so a read
+that is not declared stops the build (StageGraphError) instead of leaving a stale image behind. The
+engine knows nothing of configs: the build hands it a `ConfigInputs`.
+
 Stages that edit one work tree in place share a `chain` name. A chain runs as a unit: if any member
 must run, all run from the first, because editing a tree that already holds the last run's edits
 would not give the same result.
@@ -14,11 +19,13 @@ would not give the same result.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pebuilder.engine.fingerprint import HashCache, cache_root, path_digest, source_digest, tree_digest, value_digest
 from pebuilder.engine.progress import Progress
@@ -36,7 +43,8 @@ class Stage:
     action: Callable[[], str | None]
     files: Inputs = ()  # files it reads, hashed by content
     trees: Inputs = ()  # folders it reads, hashed by content
-    values: Any = None  # config values it reads (or a callable giving them, evaluated when needed)
+    reads: Sequence[str] = ()  # config keys it reads ("boot.hostname", "users", "output.disk[0]", "output.iso?")
+    values: Any = None  # other values it depends on (or a callable giving them, evaluated when needed)
     after: Sequence[str] = ()  # stages whose outputs it reads
     outputs: Sequence[Path] = ()
     chain: str | None = None
@@ -44,6 +52,31 @@ class Stage:
 
 class StageGraphError(Exception):
     """A build's stage list is wrong: a bug in pebuilder, not in the user's config."""
+
+
+class ConfigInputs(Protocol):
+    """What a build's config gives the engine: values of declared keys, and the reads it saw."""
+
+    def scoped(self, name: str) -> AbstractContextManager[None]: ...  # reads made inside belong to stage `name`
+
+    def values(self, declared: Sequence[str]) -> Any: ...  # the declared keys' values (and build-wide ones)
+
+    def undeclared(self, name: str, declared: Sequence[str]) -> list[str]: ...  # reads no declaration holds
+
+
+class _NoConfig:
+    """A stage list with no config behind it (tests of the engine itself)."""
+
+    def scoped(self, name: str) -> AbstractContextManager[None]:
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    def values(self, declared: Sequence[str]) -> Any:
+        return None
+
+    def undeclared(self, name: str, declared: Sequence[str]) -> list[str]:
+        return []
 
 
 def validate(stages: Sequence[Stage]) -> None:
@@ -76,12 +109,20 @@ def units(stages: Sequence[Stage]) -> list[list[Stage]]:
     return out
 
 
+def relative_name(p: Path | str, work: Path) -> str:
+    text, top = os.path.abspath(p), os.path.abspath(work)
+    return "./" + text[len(top) + 1:] if text.startswith(top + os.sep) else text
+
+
 def _resolve(inputs: Inputs) -> Sequence[Path]:
     return inputs() if callable(inputs) else inputs
 
 
 class Engine:
-    def __init__(self, state_dir: Path, progress: Progress | None = None, force: bool = False):
+    def __init__(self, state_dir: Path, progress: Progress | None = None, force: bool = False,
+                 config: ConfigInputs | None = None):
+        self.config: ConfigInputs = config or _NoConfig()
+        self.work = state_dir.parent
         self.state = StageState(state_dir)
         self.hashes = HashCache(state_dir / "hashes.json", ours=[state_dir.parent, cache_root()])
         self.results: list[StageResult] = []
@@ -92,14 +133,23 @@ class Engine:
 
     def key(self, stage: Stage, unit_names: Iterable[str] = ()) -> str:
         inside = set(unit_names)
-        parts = {
-            "pebuilder": source_digest(),
-            "files": [[str(f), self.hashes.file(f)] for f in _resolve(stage.files)],
-            "trees": [[str(t), tree_digest(t, self.hashes)] for t in _resolve(stage.trees)],
-            "values": stage.values() if callable(stage.values) else stage.values,
-            "after": [[a, self.state.token(a)] for a in stage.after if a not in inside],
-        }
+        with self.config.scoped(stage.name):  # what the input callables read is the stage's too
+            parts = {
+                "pebuilder": source_digest(),
+                "config": self.config.values(stage.reads),
+                "files": [[self.name(f), self.hashes.file(f)] for f in _resolve(stage.files)],
+                "trees": [[self.name(t), tree_digest(t, self.hashes)] for t in _resolve(stage.trees)],
+                "values": stage.values() if callable(stage.values) else stage.values,
+                "after": [[a, self.state.token(a)] for a in stage.after if a not in inside],
+            }
+        self._check_reads(stage)
         return value_digest(parts)
+
+    def _check_reads(self, stage: Stage) -> None:
+        missing = self.config.undeclared(stage.name, stage.reads)
+        if missing:
+            raise StageGraphError(f"stage {stage.name!r} reads config keys it does not declare: "
+                                  f"{', '.join(missing)} (add them to its reads: its key must cover them)")
 
     def run(self, stages: Sequence[Stage], only: set[str] | None = None) -> list[StageResult]:
         """Run (or skip) the stages in order; `only` limits the run to those names (and their chains)."""
@@ -133,8 +183,9 @@ class Engine:
             notes = []
             for s in unit:
                 t0 = time.monotonic()
-                with self.progress.stage(s.name):
+                with self.progress.stage(s.name), self.config.scoped(s.name):
                     note = s.action()
+                self._check_reads(s)
                 for o in s.outputs:
                     self.hashes.forget(o)
                 notes.append((s, time.monotonic() - t0, note if isinstance(note, str) else ""))
@@ -154,7 +205,12 @@ class Engine:
         # Only stages that others read need an output digest: a 20 GiB sparse disk image is not hashed.
         if not outputs or not any(s.name in self.read_by_others for s in unit):
             return last_key
-        return value_digest([[str(o), path_digest(o, self.hashes)] for o in outputs])
+        return value_digest([[self.name(o), path_digest(o, self.hashes)] for o in outputs])
+
+    def name(self, p: Path) -> str:
+        """A path as keys hold it: relative to the work folder when inside it, so a moved or copied
+        project keeps its stage records."""
+        return relative_name(p, self.work)
 
     def report(self) -> dict[str, Any]:
         return {"stages": [r.as_dict() for r in self.results],

@@ -22,8 +22,8 @@ def make(image: Path, offset: int, size: int, fstype: str, label: str, fs_uuid: 
          workdir: Path) -> None:
     args: list[str | Path] = ["mke2fs", "-q", "-F", "-t", fstype, "-L", label[:16], "-U", fs_uuid, "-O", PINNED[fstype],
             "-E", f"offset={offset},root_owner=0:0,hash_seed={fs_uuid}", "-m", "0"]
-    if fstype != "ext2":
-        args += ["-J", "size=16"]
+    if fstype != "ext2" and size >= 128 << 20:
+        args += ["-J", "size=16"]  # below that mke2fs's own journal size (a fraction of the filesystem) fits
     if source is not None:
         args += ["-d", source]
     args += [image, f"{size // 1024}k"]
