@@ -261,7 +261,8 @@ def test_local_kernel_and_modules_folder(debian_kernel_build, tmp_path, template
     """kernel = a local vmlinuz + a folder with lib/modules/<version> (here: the unpacked Debian one)."""
     from pebuilder.net.cache import cache_root
 
-    roots = sorted((cache_root() / "unpacked").glob("linux-image-*"))
+    # Kernels whose modules sit in lib/modules (bookworm's; trixie's are in usr/lib/modules).
+    roots = sorted(r for r in (cache_root() / "unpacked").glob("linux-image-*") if (r / "lib/modules").is_dir())
     assert roots, f"debian_kernel_build left no unpacked Debian kernel in {cache_root()}"
     root = roots[-1]
     vmlinuz = sorted((root / "boot").glob("vmlinuz-*"))[-1]
