@@ -399,12 +399,21 @@ def run_build(data: dict[str, Any], folder: Path) -> Engine:
     return builds.for_config(cfg).run()
 
 
+# Keys every output carrying a kernel command line must follow: the install image and the netboot
+# folder too, not only the ISO they sit in (they read the boot entry from config, not from the ISO's menus).
+EVERYWHERE = {"debian": ({"boot.hostname", "boot.codes", "boot.serial"}, {"iso", "disk", "netboot", "install"}),
+              "tinycore": ({"boot.hostname", "boot.codes", "boot.serial"}, {"iso", "disk", "netboot"})}
+
+
 def outputs(data: dict[str, Any]) -> dict[str, str]:
     """Each output's content digest, by role (a disk whose path changes is still the disk)."""
     out = data["output"]
     got = {"iso": out["iso"]["path"], "disk": out["disk"][0]["path"]}
     if "netboot" in out:
         got["netboot"] = out["netboot"]["dir"]
+    install = Path(data["work"]["dir"]) / ".pebuilder/products/install.img.gz"
+    if data.get("provision", {}).get("install") == "self" and install.exists():
+        got["install"] = str(install)
     folder = Path(data["work"]["dir"])
     digest = {}
     for role, p in got.items():
@@ -495,6 +504,9 @@ def test_changing_a_key_changes_the_image(system, key, tmp_path_factory, tmp_pat
     changed = [role for role in before if before[role] != after[role]]
     assert changed, (f"{key} changed to {spec.value!r}, and no output changed; stages that ran: "
                      f"{[r.name for r in engine.results if r.ran]}")
+    keys, roles = EVERYWHERE[system]
+    if key in keys:
+        assert set(changed) == roles, f"{key} changed only {changed}"
 
 
 def check_inert(system: str, key: str, base: Path, a: Path, tmp_path: Path) -> None:
