@@ -18,6 +18,7 @@ class Firmware:
     code: str  # read-only UEFI code image
     vars: str  # template of the writable variable store
     package: str  # Debian package that ships both
+    secure: bool = False  # a Secure Boot build: QEMU must give it SMM and a secure flash (keys not enrolled)
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,12 @@ I386 = Arch(
     name="i386", debian="i386", tinycore="x86", elf_machine=0x03,
     grub_efi="i386-efi", efi_loader="BOOTIA32.EFI", grub_efi_package="grub-efi-ia32-bin", bios=True,
     qemu="qemu-system-i386", qemu_machine_bios="pc", qemu_machine_uefi="q35", qemu_cpu=None,
-    console="ttyS0", uefi_firmware=None, squashfs_bcj="x86", kernel_flavour="686", cloud_flavour=None,
+    console="ttyS0",
+    # Debian's ovmf-ia32 ships only a Secure Boot build (OVMF32_CODE_4M.secboot.fd); with the empty variable
+    # store nothing is enrolled, so unsigned GRUB still starts.
+    uefi_firmware=Firmware("/usr/share/OVMF/OVMF32_CODE_4M.secboot.fd", "/usr/share/OVMF/OVMF32_VARS_4M.fd",
+                           "ovmf-ia32", secure=True),
+    squashfs_bcj="x86", kernel_flavour="686", cloud_flavour=None,
 )
 AARCH64 = Arch(
     name="aarch64", debian="arm64", tinycore="aarch64", elf_machine=0xB7,

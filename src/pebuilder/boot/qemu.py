@@ -51,8 +51,11 @@ def qemu_command(image: Path, *, firmware: str, media: str, arch: str, memory: i
     a = archs.parse(arch)
     if firmware == "bios" and not a.bios:
         raise PebuilderError(f"{a} has no BIOS; boot it with --firmware uefi", Exit.USAGE)
-    machine = a.qemu_machine_bios if firmware == "bios" else a.qemu_machine_uefi
-    argv = [require(a.qemu), "-machine", machine or a.qemu_machine_uefi, "-accel", "tcg"]
+    machine = (a.qemu_machine_bios if firmware == "bios" else a.qemu_machine_uefi) or a.qemu_machine_uefi
+    fw = a.uefi_firmware if firmware == "uefi" else None
+    if fw is not None and fw.secure:
+        machine += ",smm=on"  # a Secure Boot build needs SMM: say so rather than rely on QEMU's "auto"
+    argv = [require(a.qemu), "-machine", machine, "-accel", "tcg"]
     if a.qemu_cpu:
         argv += ["-cpu", a.qemu_cpu]
     # The serial port is a socket pebuilder reads (into the log) and writes (for --send steps).
@@ -60,12 +63,13 @@ def qemu_command(image: Path, *, firmware: str, media: str, arch: str, memory: i
              "-chardev", f"socket,id=ser0,path={sock},server=on,wait=on",
              "-serial", "chardev:ser0", "-no-reboot"]
     if firmware == "uefi":
-        fw = a.uefi_firmware
         if fw is None or not os.path.exists(fw.code):
             pkg = fw.package if fw else "a UEFI firmware package"
             raise PebuilderError(f"UEFI firmware for {a} is missing ({fw.code if fw else 'none known'}); install it "
                                  f"with: apt-get install {pkg}", Exit.TOOL_MISSING)
         assert vars_copy is not None
+        if fw.secure:
+            argv += ["-global", "driver=cfi.pflash01,property=secure,value=on"]
         argv += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={fw.code}",
                  "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}"]
     if media == "network":

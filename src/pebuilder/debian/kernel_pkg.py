@@ -10,7 +10,8 @@ from pebuilder.customise.modules import KernelFiles, ensure_index, single_kver
 from pebuilder.debian.archive import Archive, Package
 from pebuilder.errors import Exit, PebuilderError
 
-VERSIONED = re.compile(r"^linux-image-\d")
+# linux-image-6.1.0-28-686, not the meta package linux-image-686 (whose flavour starts with a digit too)
+VERSIONED = re.compile(r"^linux-image-\d+\.\d")
 
 
 def meta_name(arch: Arch, package: str | None) -> str:
