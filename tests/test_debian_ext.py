@@ -27,7 +27,7 @@ REPO = "bookworm/x86_64/tcz"
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
     def make(folder: Path) -> None:
-        out = pebuilder("ext", "build", "jq", "--out", folder / "repo", cwd=folder, env=SDE).stdout
+        out = pebuilder("ext", "build", "jq", "tmux", "--out", folder / "repo", cwd=folder, env=SDE).stdout
         (folder / "ext-build.txt").write_text(out)
         tcz = folder / "repo" / REPO
         pebuilder("mirror", "index", tcz)
@@ -70,6 +70,10 @@ def test_ext_build_gives_a_closed_set_with_deps(repo):
     libc = subprocess.run(["unsquashfs", "-cat", str(tcz / "libc6.tcz"), "usr/local/tce.installed/libc6"],
                           capture_output=True, text=True, check=True).stdout
     assert "ldconfig" in libc
+    # locales stay in the base (C.UTF-8): no extension carries them, not even glibc's
+    assert {"libc6.tcz", "libtinfo6.tcz", "libevent-core-2.1-7.tcz"} <= set((tcz / "tmux.tcz.dep").read_text().split())
+    for name in ("libc6", "tmux"):
+        assert "/usr/lib/locale/" not in (tcz / f"{name}.tcz.list").read_text(), name
     # repository files for tce-load's GUI tools
     assert "jq.tcz" in (tcz / "info.lst").read_text().split()
 
@@ -101,15 +105,21 @@ def test_tce_load_from_a_served_repository(default, served, tmp_path):  # noqa: 
         "tce-load -r libjq1; echo unload-rc=$?",
         "tce-load -wi broken; echo broken-rc=$?",
         "grep -c /run/ext/broken /proc/mounts; ls /ext/broken.tcz /tmp/tce/optional/broken.tcz 2>&1 | head -2",
-        "tce-load -l | tr '\\n' ' '; echo")
+        "tce-load -l | tr '\\n' ' '; echo",
+        # tmux refuses to start without a UTF-8 locale: glibc from libc6.tcz finds the base's C.UTF-8
+        "tce-load -wi tmux; echo tmux-load-status=$?",
+        "tmux -V 2>&1 | sed 's/^/tmux-says-/'",
+        "env | grep '^LANG=' | sed 's/^/login-/'")
     _, log = run_console(default / "pebuilder-default.iso", script, tmp_path / "serial.log", timeout=180,
                          nic=served)
     assert "rc=0" in log and "jq-says-1" in log
     assert "libjq1 is needed by jq; unload jq first" in log and "unload-rc=1" in log
     assert "broken.tcz: md5 mismatch" in log and "broken-rc=1" in log
-    tail = log.split("broken-rc=1")[-1]
+    tail = log.split("broken-rc=1")[-1].split("tce-load -wi tmux")[0]
     assert "\n0\r" in tail.replace("\r\r", "\r") or "\n0\n" in tail or "0\r\n" in tail
     assert "No such file" in tail
+    assert "tmux-load-status=0" in log and "tmux-says-tmux 3.3a" in log and "need UTF-8 locale" not in log
+    assert "login-LANG=C.UTF-8" in log  # exported in the console's login shell
 
 
 @pytest.mark.boot

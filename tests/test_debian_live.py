@@ -75,6 +75,26 @@ def test_default_medium_layout_and_size(default, tmp_path):
     assert "pb.media=LABEL=PEBUILDER" in grub and "console=ttyS0,115200" in grub
 
 
+def test_default_ships_the_c_utf8_locale_and_lang(default, tmp_path):
+    """Debian's compiled C.UTF-8 (libc-bin's usr/lib/locale/C.utf8) and LANG=C.UTF-8 for logins and
+    services, in a base that has no glibc of its own (glibc programs come later, as extensions)."""
+    core = iso.extract_files(default / "pebuilder-default.iso", ["os/core.sqfs"], tmp_path)["os/core.sqfs"]
+    listing = subprocess.run(["unsquashfs", "-lln", str(core)], capture_output=True, text=True, check=True).stdout
+    sizes = {ln.split()[-1].removeprefix("squashfs-root/"): int(ln.split()[2]) for ln in listing.splitlines()
+             if ln.startswith("-")}
+    assert sizes["usr/lib/locale/C.utf8/LC_CTYPE"] > 300_000  # bookworm's: 353,616 bytes
+    assert {"usr/lib/locale/C.utf8/LC_COLLATE", "usr/lib/locale/C.utf8/LC_MESSAGES/SYS_LC_MESSAGES"} <= set(sizes)
+    assert not any("libc.so" in f or f.endswith("/ldconfig") or f.endswith("bin/locale") for f in sizes)
+
+    def cat(rel: str) -> str:
+        return subprocess.run(["unsquashfs", "-cat", str(core), rel], capture_output=True, text=True,
+                              check=True).stdout
+
+    assert cat("etc/default/locale") == "LANG=C.UTF-8\n"
+    assert "/etc/profile.d/*.sh" in cat("etc/profile") and "/etc/default/locale" in cat("etc/profile.d/locale.sh")
+    assert ". /etc/profile.d/locale.sh" in cat("etc/init.d/rcS")
+
+
 def test_default_rebuild_of_boot_codes_keeps_the_system(default, tmp_path):
     work = tmp_path / "out"
     shutil.copytree(default, work, symlinks=True)
@@ -118,6 +138,8 @@ variant = "tiny"
 [extensions]
 dirs = ["ext"]
 onboot = ["pbmark"]
+[services]
+bootlocal = ['echo "service-env LANG=$LANG" > /dev/console']
 [boot]
 serial = true
 timeout = 1
@@ -155,6 +177,7 @@ def test_disk_uefi_loads_extensions_with_their_deps_first(disk, tmp_path):
     assert "pbmark runs, dep says dependency-data" in log
     assert log.index("pebuilder: extension pbdep") < log.index("pebuilder: extension pbmark")
     assert "pbmark.tcz" in log and "onboot.lst" in log
+    assert "service-env LANG=C.UTF-8" in log  # what rcS starts has the system's locale
 
 
 @pytest.mark.boot
@@ -246,7 +269,7 @@ def test_minbase_dpkg_login_and_ssh(minbase, tmp_path):
     thread = threading.Thread(target=try_ssh, daemon=True)
     script = [("expect", "pbmin login:"), ("send", "alice\n"), ("expect", "Password:"), ("send", "secret-pw\n"),
               ("expect", "$ "), ("send", "dpkg -s busybox-static | grep Status; apt-get --version | head -n 1; "
-                                         "id\n"),
+                                         "echo lang-is-$LANG; locale 2>&1 | head -n 3; id\n"),
               ("expect", "uid=1100(alice)")]
     thread.start()
     res = boot(minbase["iso"], expect=[MARKER], script=script, firmware="bios", media="cdrom", timeout=240,
@@ -256,4 +279,5 @@ def test_minbase_dpkg_login_and_ssh(minbase, tmp_path):
     assert res.ok, f"{res.exit_reason}; ssh: {ssh_out}\n{log[-3000:]}"
     assert "Status: install ok installed" in log
     assert "apt 2." in log
+    assert "lang-is-C.UTF-8" in log and "LC_CTYPE=\"C.UTF-8\"" in log and "Cannot set" not in log
     assert ssh_out["out"].strip() == "ssh-ok alice pbmin"

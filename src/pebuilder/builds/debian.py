@@ -197,7 +197,7 @@ class DebianLive(Build):
         def action() -> str:
             kernel_meta = kernel_pkg.meta_name(a, self.cfg.kernel.package)
             archive = lock.open_archive(b.suite, a, b.mirror, self.cache, self.cfg.extensions.offline)
-            boot = ["busybox-static"]
+            boot = ["busybox-static"] + ([base.LOCALE_PACKAGE] if b.variant == "tiny" else [])
             if a.grub_efi_package and not self.host_grub():
                 boot.append(a.grub_efi_package)
             wanted = self.base_packages()
@@ -228,6 +228,7 @@ class DebianLive(Build):
                 debs = lock.fetch_all(lk.group("base"), self.cache)
                 n = base.unpack_debs(fs, debs, b.trim, budget)
                 links = base.install_busybox(fs, self.busybox(), only_missing=False)
+                base.install_locale(fs, lock.fetch(lk.one("boot", base.LOCALE_PACKAGE), self.cache), budget)
                 users = base.package_users(fs, [p.name for p in lk.group("base")])
                 note = f"busybox ({links} applets) + {len(debs)} packages ({n} files)" + (
                     f", users {' '.join(users)}" if users else "")
@@ -244,7 +245,7 @@ class DebianLive(Build):
                 links = base.install_busybox(fs, self.busybox(), only_missing=True)
                 note = f"mmdebstrap minbase + {len(self.base_packages()) + 1} packages, {links} busybox links"
             fs.meta.save(self.p.base_meta)
-            return note
+            return note + (f", {base.LOCALE} locale" if base.locale_size(fs) else f", no {base.LOCALE} locale")
 
         return Stage("base", action, after=["packages"],
                      reads=("base.variant", "base.trim", "base.suite", "base.mirror", *BASE_PACKAGES_READS),

@@ -71,7 +71,7 @@ class Base:
                               only="debian")
     mirror: str | None = key(None, "str", "Debian mirror URL; default: the host's configured apt mirror",
                              check=v.url)
-    trim: bool = key(True, "bool", "drop docs, man pages, locales and i18n files", only="debian")
+    trim: bool = key(True, "bool", "drop docs, man pages, translations and locales but C.UTF-8", only="debian")
     compression: str = key("xz", "str", "compression of /os/core.sqfs (xz adds the BCJ filter of the arch)",
                            choices=("xz", "zstd", "gzip", "lz4", "lzo"), only="debian")
 

@@ -77,6 +77,52 @@ def tiny_have(archive: Any, pinned: dict[str, str], requested: list[str]) -> Hav
     return have
 
 
+# A login shell's profile, as Debian's base-files has it: PATH, prompt, then /etc/profile.d/*.sh
+# (where the system's locale comes from, see locale.sh).
+PROFILE = r"""PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export PATH
+PS1='\u@\h:\w\$ '
+if [ -d /etc/profile.d ]; then
+  for i in /etc/profile.d/*.sh; do
+    if [ -r "$i" ]; then
+      . "$i"
+    fi
+  done
+  unset i
+fi
+"""
+
+# The system's locale. Debian's compiled C.UTF-8 (glibc's own, no `locales` package needed) is
+# the folder usr/lib/locale/C.utf8 of libc-bin, Essential in Debian and so in every minbase; a tiny
+# base takes only that folder from the package (its programs would need glibc, which a busybox-
+# static base does not have), so that glibc programs loaded later (tce-load) find it there.
+LOCALE = "C.UTF-8"
+LOCALE_PACKAGE = "libc-bin"
+LOCALE_DIR = "usr/lib/locale/C.utf8"
+LOCALE_PARENTS = frozenset({"usr", "usr/lib", "usr/lib/locale"})
+
+
+def _not_locale(relpath: str) -> bool:
+    """Exclude predicate: everything of libc-bin but the C.utf8 locale folder (and its parents)."""
+    return not (relpath in LOCALE_PARENTS or relpath == LOCALE_DIR or relpath.startswith(LOCALE_DIR + "/"))
+
+
+def install_locale(fs: FsRoot, debfile: Path, budget: Budget) -> int:
+    """The C.UTF-8 locale from libc-bin's package file into a tiny base; returns the bytes it holds."""
+    files = [f for f in deb.extract(debfile, fs, budget, _not_locale) if f.startswith(LOCALE_DIR + "/")]
+    if f"{LOCALE_DIR}/LC_CTYPE" not in files:
+        raise PebuilderError(f"{debfile.name} holds no /{LOCALE_DIR}/LC_CTYPE: this Debian release ships its "
+                             f"{LOCALE} locale elsewhere; pebuilder cannot give the live system a UTF-8 locale",
+                             Exit.UNRESOLVABLE)
+    return locale_size(fs)
+
+
+def locale_size(fs: FsRoot) -> int:
+    """Bytes of the C.UTF-8 locale in a tree (0: it has none)."""
+    folder = fs.path(LOCALE_DIR)
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
+
+
 # Applets every system needs, linked even when the applet list cannot be read from a binary.
 ESSENTIAL = ["/bin/sh", "/sbin/init", "/sbin/getty", "/bin/login", "/bin/mount", "/bin/umount", "/sbin/switch_root",
              "/sbin/modprobe", "/sbin/insmod", "/sbin/ifconfig", "/sbin/route", "/sbin/udhcpc", "/bin/hostname",
@@ -107,8 +153,7 @@ def skeleton(fs: FsRoot, arch: Arch) -> None:
     fs.write("etc/nsswitch.conf", "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n"
              "networks: files\nprotocols: files\nservices: files\n", 0o644)
     fs.write("etc/fstab", "# the live system's mounts are made by its initramfs\n", 0o644)
-    fs.write("etc/profile", 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\nexport PATH\n'
-             'PS1=\'\\u@\\h:\\w\\$ \'\n', 0o644)
+    fs.write("etc/profile", PROFILE, 0o644)
 
 
 def package_users(fs: FsRoot, packages: list[str]) -> list[str]:
@@ -182,6 +227,7 @@ def system_files(fs: FsRoot, inittab: str, rc_local: list[str], hostname: str, r
         fs.write("etc/sysconfig/tcemirror", mirror.rstrip("/") + "/\n", 0o644)
     fs.mkdir("usr/local/tce.installed", 0o775, 0, 50, keep=True)
     provision.install_script(fs, "usr/sbin/pb-provision")
+    locale_defaults(fs)
     fs.write("etc/hostname", hostname + "\n", 0o644)
     fs.write("etc/pebuilder/release", release + "\n", 0o644)
     if not fs.is_file("etc/os-release") and not fs.is_file("usr/lib/os-release"):
@@ -193,6 +239,16 @@ def system_files(fs: FsRoot, inittab: str, rc_local: list[str], hostname: str, r
         fs.remove("etc/rc.local")
     if not fs.exists("sbin/init"):
         fs.symlink("sbin/init", "/bin/busybox")
+
+
+def locale_defaults(fs: FsRoot) -> None:
+    """LANG=C.UTF-8 as Debian keeps it (/etc/default/locale, unless the config's files brought one),
+    read by /etc/profile.d/locale.sh for login shells and by rcS for the services it starts."""
+    fs.mkdir("etc/default", 0o755, keep=True)
+    if not fs.exists("etc/default/locale"):
+        fs.write("etc/default/locale", f"LANG={LOCALE}\n", 0o644)
+    fs.mkdir("etc/profile.d", 0o755, keep=True)
+    fs.copy_from(LIVE / "locale.sh", "etc/profile.d/locale.sh", 0o644)
 
 
 def enable_sshd(fs: FsRoot) -> None:
