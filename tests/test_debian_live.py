@@ -127,8 +127,10 @@ path = "out/live.raw"
 size = "256M"
 table = "gpt"
 firmware = "both"
-label = "PBDISK"
+label = "PBLIVE"
 """
+# PBLIVE: the label of test_pe's PE and of the disks it installs, so that those tests boot media of
+# different builds that share one label (each finds its own by its id).
 
 
 @pytest.fixture(scope="module")

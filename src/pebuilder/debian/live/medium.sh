@@ -97,7 +97,7 @@ pick_medium() { # SPEC ID: DEV becomes the medium SPEC and ID name ("" while non
 	esac
 	want=${1#LABEL=}
 	for d in "$PB_SYS"/*; do
-		[ -e "$d" ] || continue
+		case "${d##*/}" in loop* | ram* | zram* | fd*) continue ;; esac
 		dev="$PB_DEV/${d##*/}"
 		[ -e "$dev" ] || continue
 		info=$(fs_of "$dev") || continue
