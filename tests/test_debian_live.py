@@ -60,8 +60,8 @@ def test_default_medium_layout_and_size(default, tmp_path):
     image = default / "pebuilder-default.iso"
     assert image.stat().st_size <= 20 << 20, f"tiny ISO is {image.stat().st_size} bytes (goal: 20 MiB)"
     files = set(iso.list_files(image))
-    assert {"/boot/vmlinuz", "/boot/initrd.img", "/os/core.sqfs", "/ext/onboot.lst", "/boot/grub/grub.cfg",
-            "/boot/isolinux/isolinux.cfg", "/boot/isolinux/isolinux.bin"} <= files
+    assert {"/boot/vmlinuz", "/boot/initrd.img", "/os/core.sqfs", "/os/pebuilder.id", "/ext/onboot.lst",
+            "/boot/grub/grub.cfg", "/boot/isolinux/isolinux.cfg", "/boot/isolinux/isolinux.bin"} <= files
     core = iso.extract_files(image, ["os/core.sqfs"], tmp_path)["os/core.sqfs"]
     listing = subprocess.run(["unsquashfs", "-lln", str(core)], capture_output=True, text=True, check=True).stdout
     lines = [ln for ln in listing.splitlines() if ln.strip()]
@@ -71,8 +71,12 @@ def test_default_medium_layout_and_size(default, tmp_path):
                  "squashfs-root/etc/inittab", "squashfs-root/os", "squashfs-root/ext", "squashfs-root/data"):
         assert any(ln.endswith(path) or f"{path} ->" in ln for ln in lines), path
     assert "tmp" in listing and any(ln.startswith("drwxrwxrwt") and ln.endswith("/tmp") for ln in lines)
-    grub = iso.extract_files(image, ["boot/grub/grub.cfg"], tmp_path)["boot/grub/grub.cfg"].read_text()
-    assert "pb.media=LABEL=PEBUILDER" in grub and "console=ttyS0,115200" in grub
+    got = iso.extract_files(image, ["boot/grub/grub.cfg", "boot/isolinux/isolinux.cfg", "os/pebuilder.id"], tmp_path)
+    ident = got["os/pebuilder.id"].read_text()
+    assert len(ident) == 17 and ident.endswith("\n") and int(ident, 16) >= 0
+    for menu in ("boot/grub/grub.cfg", "boot/isolinux/isolinux.cfg"):
+        text = got[menu].read_text()
+        assert f"pb.media=LABEL=PEBUILDER pb.id={ident.strip()} " in text and "console=ttyS0,115200" in text, menu
 
 
 def test_default_ships_the_c_utf8_locale_and_lang(default, tmp_path):
@@ -118,12 +122,20 @@ def test_default_build_is_reproducible(default, tmp_path):
 
 
 @pytest.mark.boot
-def test_wrong_label_gives_a_message_and_a_shell(default, tmp_path):
-    work = default / "work" / "image" / "boot"
-    script = [("expect", "cannot find the boot medium LABEL=NOSUCHDISK"), ("expect", "dropping to a shell"),
+@pytest.mark.parametrize("codes,says", [
+    ("pb.media=LABEL=NOSUCHDISK", "cannot find the boot medium LABEL=NOSUCHDISK (waited 2 s; block devices: "),
+    # The label is there, the identity is not: the message names what carries the label, and its id.
+    ("pb.media=LABEL=PEBUILDER pb.id=0123456789abcdef",
+     "cannot find the boot medium LABEL=PEBUILDER with pb.id=0123456789abcdef (waited 2 s); media labelled "
+     "PEBUILDER: /dev/sr0 (id {id}). Boot with pb.id=any"),
+], ids=["label", "id"])
+def test_wrong_label_or_id_gives_a_message_and_a_shell(default, tmp_path, codes, says):
+    work = default / "work" / "image"
+    says = says.format(id=(work / "os/pebuilder.id").read_text().strip())
+    script = [("expect", says), ("expect", "dropping to a shell"),
               ("send", "\n"), ("send", "echo rescue-''shell-ok\n"), ("expect", "rescue-shell-ok")]
-    extra = ["-kernel", str(work / "vmlinuz"), "-initrd", str(work / "initrd.img"),
-             "-append", "console=ttyS0,115200 pb.media=LABEL=NOSUCHDISK pb.wait=2"]
+    extra = ["-kernel", str(work / "boot/vmlinuz"), "-initrd", str(work / "boot/initrd.img"),
+             "-append", f"console=ttyS0,115200 {codes} pb.wait=2"]
     _, log = run_console(default / "pebuilder-default.iso", script, tmp_path / "serial.log", timeout=120,
                          extra=extra)
     assert "Kernel panic" not in log
@@ -149,8 +161,10 @@ path = "out/live.raw"
 size = "256M"
 table = "gpt"
 firmware = "both"
-label = "PBDISK"
+label = "PBLIVE"
 """
+# PBLIVE: the label of test_pe's PE and of the disks it installs, so that those tests boot media of
+# different builds that share one label (each finds its own by its id).
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,7 @@
 """PE and netinstall: network boot through iPXE, provisioning a disk from an image URL (with a dropped
 connection resumed) or from the live system itself, and refusing an image whose sha256 is wrong.
+The PE, the disks it installs and test_debian_live's disk all carry the label PBLIVE: each boot
+must find its own medium among the others (by its id), and the PE must provision, not boot, them.
 
 Guests reach loopback servers only through QEMU's guestfwd; every result is read from the serial
 console or from the disk image's bytes.
@@ -44,7 +46,7 @@ install = "self"
 then = "poweroff"
 [output.iso]
 path = "out/pe.iso"
-volume_id = "PBPE"
+volume_id = "PBLIVE"
 [output.netboot]
 dir = "out/netboot-fetch"
 mode = "fetch"
@@ -124,8 +126,14 @@ def _log(path: Path) -> str:
 
 def _direct(iso_tree: Path, codes: str) -> list[str]:
     """Boot the live system's kernel directly with extra boot codes (the medium is still the ISO)."""
+    ident = (iso_tree / "os/pebuilder.id").read_text().strip()
     return ["-kernel", str(iso_tree / "boot/vmlinuz"), "-initrd", str(iso_tree / "boot/initrd.img"),
-            "-append", f"console=ttyS0,115200 {codes}"]
+            "-append", f"console=ttyS0,115200 pb.id={ident} {codes}"]
+
+
+def _ids(log: str) -> list[str]:
+    """The ids of the media the initramfs booted from, as it said them."""
+    return re.findall(r"pebuilder: medium \S+ \(LABEL=\w+\), (?:writable|read-only), id ([0-9a-f]+)", log)
 
 
 @pytest.fixture(scope="module")
@@ -201,33 +209,86 @@ def test_embedded_netboot_initramfs_carries_the_system(pe, tmp_path):
     assert "netboot: the system came with the initramfs" in log
 
 
+@pytest.fixture(scope="module")
+def installed(pe, disk, tmp_path_factory) -> tuple[Path, str]:  # noqa: F811
+    """The PE's install = "self" onto a 1 GiB disk that held another build's system with the PE's own
+    label (test_debian_live's disk): the raw disk, and the PE's console."""
+    def make(folder: Path) -> None:
+        target = folder / "installed.raw"
+        subprocess.run(["cp", "--sparse=always", str(disk), str(target)], check=True)
+        os.truncate(target, 1 << 30)
+        # -boot d: the disk is bootable, and the firmware would start it before the CD
+        res = boot(pe / "out" / "pe.iso", expect=["provisioning done", "powering off"], media="cdrom", timeout=300,
+                   log_path=folder / "pe.log", disks=[target], writable=True, extra=["-boot", "d"])
+        assert res.ok, _log(folder / "pe.log")[-3000:]
+
+    folder = built(tmp_path_factory, "pe-installed", make)
+    return folder / "installed.raw", _log(folder / "pe.log")
+
+
 @pytest.mark.boot
-def test_install_self_then_the_disk_boots_alone(pe, tmp_path):
-    blank = tmp_path / "blank.raw"
-    with open(blank, "wb") as f:
-        f.truncate(1 << 30)
-    res = boot(pe / "out" / "pe.iso", expect=["provisioning done", "powering off"], media="cdrom", timeout=240,
-               log_path=tmp_path / "pe.log", disks=[blank], writable=True)
-    pe_log = _log(tmp_path / "pe.log")
-    assert res.ok, pe_log[-3000:]
+def test_install_self_over_a_pebuilder_disk_then_again_then_the_disk_boots_alone(pe, installed, tmp_path):
+    installed_raw, pe_log = installed
+    iso_id = (pe / "build/image/os/pebuilder.id").read_text().strip()
+    # The disk already held a system labelled PBLIVE (and came first): the PE booted from its own CD.
+    assert _ids(pe_log) == [iso_id] and "pebuilder: medium /dev/sr0 (LABEL=PBLIVE), read-only" in pe_log
+    assert "provisioning /dev/vda from /os/install.img.gz" in pe_log, pe_log[-3000:]
     # The install image is as small as its content; grow=yes (the default) gave its root the whole disk.
     assert re.search(r"grew /dev/vda3 to (\d+) MiB", pe_log), pe_log[-3000:]
-    table = json.loads(subprocess.run(["sfdisk", "--json", str(blank)], capture_output=True, text=True,
+    table = json.loads(subprocess.run(["sfdisk", "--json", str(installed_raw)], capture_output=True, text=True,
                                       check=True).stdout)["partitiontable"]
     root = max(table["partitions"], key=lambda p: p["start"])
     assert table["label"] == "gpt" and root["start"] + root["size"] == table["lastlba"] + 1, table
-    with open(blank, "rb") as f:
+    with open(installed_raw, "rb") as f:
         f.seek(root["start"] * 512 + 1024)
         sb = f.read(64)
     blocks, log_block = struct.unpack_from("<I", sb, 4)[0], struct.unpack_from("<I", sb, 24)[0]
     assert sb[56:58] == b"\x53\xef" and blocks * (1024 << log_block) > (root["size"] * 512) - (4 << 20)
-    fsck = subprocess.run(["e2fsck", "-fn", f"{blank}?offset={root['start'] * 512}"], capture_output=True, text=True)
+    fsck = subprocess.run(["e2fsck", "-fn", f"{installed_raw}?offset={root['start'] * 512}"], capture_output=True,
+                          text=True)
     assert fsck.returncode == 0, fsck.stdout + fsck.stderr
-    res = boot(blank, expect=[MARKER, "pebuilder: extension pbmark"], media="disk", drive_if="virtio", timeout=200,
+    # The issue's case: the PE booted again on the machine it installed provisions it again, rather than
+    # running the installed system (same label, same core) under its own kernel.
+    again = tmp_path / "again.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(installed_raw), "-F", "raw", str(again)],
+                   check=True)
+    res = boot(pe / "out" / "pe.iso", expect=["provisioning done", "powering off"], media="cdrom", timeout=300,
+               log_path=tmp_path / "again.log", disks=[again], writable=True, extra=["-boot", "d"])
+    log = _log(tmp_path / "again.log")
+    assert res.ok, log[-3000:]
+    assert _ids(log) == [iso_id] and "provisioning /dev/vda from /os/install.img.gz" in log
+    res = boot(again, expect=[MARKER, "pebuilder: extension pbmark"], media="disk", drive_if="virtio", timeout=200,
                log_path=tmp_path / "installed.log")
     log = _log(tmp_path / "installed.log")
     assert res.ok, log[-3000:]
     assert "LABEL=PBLIVE), writable" in log and "host pbpe" in log
+    # The installed disk holds the same system as the PE's CD, under another identity.
+    assert len(_ids(log)) == 1 and _ids(log)[0] != iso_id
+
+
+def _boot_second(first: Path, second: Path, log: Path):
+    """Two disks: `first` is the first virtio disk Linux sees (vda), the firmware boots `second` (vdb: a
+    later PCI slot, and the first in the boot order)."""
+    return boot(first, expect=[MARKER], media="disk", drive_if="virtio", firmware="bios", timeout=200, log_path=log,
+                extra=["-drive", f"file={second},format=raw,if=none,id=pbsecond,snapshot=on",
+                       "-device", "virtio-blk-pci,drive=pbsecond,bootindex=0,addr=0x1f"])
+
+
+@pytest.mark.boot
+def test_two_pebuilder_disks_with_one_label_each_boots_its_own(installed, disk, tmp_path):  # noqa: F811
+    """test_debian_live's disk and a disk the PE installed, both labelled PBLIVE: whichever the firmware
+    boots finds its own system, though the other is the first disk Linux sees."""
+    installed_raw, _ = installed
+    ids = set()
+    for name, booted, other, host in (("installed", installed_raw, disk, "pbpe"),
+                                      ("disk", disk, installed_raw, "pbdisk")):
+        res = _boot_second(other, booted, tmp_path / f"{name}.log")
+        log = _log(tmp_path / f"{name}.log")
+        assert res.ok, log[-3000:]
+        assert "pebuilder: medium /dev/vdb3 (LABEL=PBLIVE), writable" in log, log[-3000:]
+        assert re.search(rf"pebuilder: system is up \(.*host {host}\)", log), log[-3000:]
+        ids.update(_ids(log))
+    assert len(ids) == 2
 
 
 @pytest.mark.boot
@@ -245,7 +306,7 @@ def test_provision_by_image_resumes_a_dropped_connection(pe, disk, files_server,
     # The PE (with grow's tools) is told what to do by pb.provision=URL, which overrides its baked settings.
     res = boot(pe / "out" / "pe.iso", expect=["provisioning done", "powering off"], media="cdrom",
                timeout=300, log_path=tmp_path / "pe.log", disks=[target], writable=True, nic=nic,
-               extra=_direct(pe / "build" / "image", "pb.media=LABEL=PBPE pb.provision=http://10.0.2.100/prov.conf"))
+               extra=_direct(pe / "build" / "image", "pb.media=LABEL=PBLIVE pb.provision=http://10.0.2.100/prov.conf"))
     log = _log(tmp_path / "pe.log")
     assert res.ok, log[-3000:]
     assert "connection to http://10.0.2.100/live.raw.gz lost at byte" in log and "resuming" in log

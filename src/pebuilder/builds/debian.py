@@ -66,6 +66,7 @@ class Paths:
     products = property(lambda self: self.state / "products")
     core = property(lambda self: self.products / "core.sqfs")
     initrd = property(lambda self: self.products / "initrd.img")
+    content_id = property(lambda self: self.products / "content.id")
     ext = property(lambda self: self.products / "ext")
     boot = property(lambda self: self.products / "boot")
     esp = property(lambda self: self.products / "esp.img")
@@ -100,6 +101,7 @@ class DebianLive(Build):
             self.core_sqfs(),
             self.initramfs(),
             self.extensions(),
+            self.content_id(),
             self.boot_menus(),
             self.efi_boot(),
             *([self.install_image()] if self.wants_install_image() else []),
@@ -177,9 +179,16 @@ class DebianLive(Build):
             return f"LABEL={disk.label}"
         return f"LABEL={self.cfg.output.iso.volume_id}" if self.cfg.output.iso else "LABEL=PEBUILDER"
 
-    def cmdline(self, media: str) -> list[str]:
+    def medium_id(self, role: str) -> str:
+        """This build's identity on one medium (pb.id=, /os/pebuilder.id; see debian/live/medium.sh)."""
+        return initramfs.medium_id(self.p.content_id.read_text().strip(), role)
+
+    def iso_id(self) -> str:
+        return self.medium_id(f"medium|{self.media_label()}")
+
+    def cmdline(self, media: str, ident: str = "") -> list[str]:
         b = self.cfg.boot
-        codes = [f"pb.media={media}"]
+        codes = [f"pb.media={media}", *([f"pb.id={ident}"] if ident else [])]
         if b.hostname:
             codes.append(f"host={b.hostname}")
         if b.serial and not any(c.startswith("console=") for c in b.codes):
@@ -348,6 +357,19 @@ class DebianLive(Build):
         return Stage("initramfs", action, after=["packages", "kernel"],
                      reads=("initrd", "output.iso.volume_id", "output.disk[0].data_label"), outputs=[self.p.initrd])
 
+    @stage
+    def content_id(self) -> Stage:
+        """What the medium holds as one digest, from which each medium gets its identity (medium_id)."""
+        def action() -> str:
+            files = {"boot/vmlinuz": self.grub_kernel(), "boot/initrd.img": self.p.initrd, "os/core.sqfs": self.p.core}
+            files.update({"ext/" + p.relative_to(self.p.ext).as_posix(): p
+                          for p in sorted(self.p.ext.rglob("*")) if p.is_file()})
+            write_text_atomic(self.p.content_id, initramfs.content_id(files) + "\n")
+            return f"medium id {self.iso_id()}"
+
+        return Stage("content-id", action, after=["kernel", "core-sqfs", "initramfs", "extensions"],
+                     reads=("output.iso.volume_id",), outputs=[self.p.content_id])
+
     def from_debian(self) -> list[str]:
         """Extensions the config names that no local folder holds: built from Debian packages."""
         ext = self.cfg.extensions
@@ -399,12 +421,12 @@ class DebianLive(Build):
         versions = {p.name: p.version for p in [*lk.group("base"), busybox]}
         return base.tiny_have(archive, versions, self.base_packages())
 
-    def entry(self, media: str) -> Any:
+    def entry(self, media: str, ident: str = "") -> Any:
         from pebuilder.outputs.bootmenu import BootEntry
 
         timeout = self.cfg.boot.timeout if self.cfg.boot.timeout is not None else 3
         return BootEntry(title="pebuilder live", kernel="/boot/vmlinuz", initrds=["/boot/initrd.img"],
-                         cmdline=self.cmdline(media), timeout=timeout, serial=self.cfg.boot.serial)
+                         cmdline=self.cmdline(media, ident), timeout=timeout, serial=self.cfg.boot.serial)
 
     @stage
     def boot_menus(self) -> Stage:
@@ -414,8 +436,8 @@ class DebianLive(Build):
         def action() -> str:
             rmtree(self.p.boot)
             out = FsRoot(self.p.boot)
-            entry = self.entry(self.media_label())
-            marker = entry.marker_name(self.media_label())
+            entry = self.entry(self.media_label(), self.iso_id())
+            marker = entry.marker_name(f"{self.media_label()}|{self.iso_id()}")
             iso_out.write_grub_files(self.p.boot, entry, marker)
             if self.arch().bios:
                 out.write("boot/isolinux/isolinux.cfg", isolinux_cfg(entry), 0o644)
@@ -424,7 +446,7 @@ class DebianLive(Build):
             write_text_atomic(self.p.products / "entry.json", json.dumps({"marker": marker, **entry.__dict__}))
             return " ".join(entry.cmdline)
 
-        return Stage("boot-menus", action, reads=(*BOOT_ENTRY_READS, "output.iso.volume_id"),
+        return Stage("boot-menus", action, after=["content-id"], reads=(*BOOT_ENTRY_READS, "output.iso.volume_id"),
                      outputs=[self.p.boot, self.p.products / "entry.json"])
 
     @stage
@@ -473,19 +495,23 @@ class DebianLive(Build):
             staging = work / "root"
             self.assemble(staging, menus=False)
             (staging / "data").mkdir()
+            ident = self.medium_id(f"install|{INSTALL_LABEL}")  # not the PE's: the same system, another medium
+            write_text_atomic(staging / initramfs.ID_FILE, ident + "\n")
             spec = disk.DiskSpec(work / "install.img", 0, "gpt", "both" if a.bios else "uefi", "ext4",
                                  INSTALL_LABEL, "raw")
             spec.size = disk.smallest_size(staging, spec)
-            entry = self.entry(f"LABEL={INSTALL_LABEL}")
+            entry = self.entry(f"LABEL={INSTALL_LABEL}", ident)
             entry.cmdline.append("pb.provision=off")  # the installed system carries the PE's settings
-            disk.write(spec, staging, entry, work, seed=f"install|{INSTALL_LABEL}", arch=a, grub_lib=self.grub_lib())
+            disk.write(spec, staging, entry, work, seed=f"install|{INSTALL_LABEL}|{ident}", arch=a,
+                       grub_lib=self.grub_lib())
             compress.compress_file(spec.path, self.p.install, "gzip", "default")
             digest = file_sha256(self.p.install)
             write_text_atomic(self.p.install_sum, f"{digest}  install.img.gz\n")
             rmtree(work)
             return f"{spec.size >> 20} MiB disk, {self.p.install.stat().st_size} bytes gzip'd"
 
-        return Stage("install-image", action, after=["kernel", "initramfs", "core-sqfs", "extensions", "packages"],
+        return Stage("install-image", action, after=["kernel", "initramfs", "core-sqfs", "extensions", "packages",
+                                                     "content-id"],
                      reads=BOOT_ENTRY_READS, outputs=[self.p.install, self.p.install_sum])
 
     def wants_install_image(self) -> bool:
@@ -495,14 +521,15 @@ class DebianLive(Build):
     def medium(self) -> Stage:
         def action() -> str:
             m = self.assemble(self.p.image, menus=True)
+            m.write(initramfs.ID_FILE, self.iso_id() + "\n", 0o644)
             if self.wants_install_image():
                 m.copy_from(self.p.install, "os/install.img.gz", 0o644)
                 m.copy_from(self.p.install_sum, "os/install.img.gz.sha256", 0o644)
             return "boot, os, ext" + (", install image" if self.wants_install_image() else "")
 
-        return Stage("medium", action, after=["kernel", "initramfs", "core-sqfs", "extensions", "boot-menus",
-                                              *(["install-image"] if self.wants_install_image() else [])],
-                     outputs=[self.p.image])
+        return Stage("medium", action, after=["kernel", "initramfs", "core-sqfs", "extensions", "content-id",
+                                              "boot-menus", *(["install-image"] if self.wants_install_image() else [])],
+                     reads=("output.iso.volume_id",), outputs=[self.p.image])
 
     @stage
     def package_iso(self) -> Stage:
@@ -575,17 +602,19 @@ class DebianLive(Build):
             link_tree(self.p.image, staging, skip={"boot/isolinux", "boot/grub"})
             (staging / "data").mkdir(exist_ok=True)
             media = self.media_label(spec)
-            entry = self.entry(media)
+            ident = self.medium_id(f"disk|{spec.path.name}|{spec.label}")
+            write_text_atomic(staging / initramfs.ID_FILE, ident + "\n")  # replaces the ISO's (a hard link)
+            entry = self.entry(media, ident)
             if spec.data_size:
                 entry.cmdline.append(f"pb.data=LABEL={spec.data_label}")
             dspec = disk.DiskSpec(spec.path, spec.size, spec.table, spec.firmware, spec.filesystem, spec.label,
                                   spec.format, spec.data_size, spec.data_label)
-            plan = disk.write(dspec, staging, entry, work, seed=f"{spec.path.name}|{spec.label}", arch=self.arch(),
-                              grub_lib=self.grub_lib())
+            plan = disk.write(dspec, staging, entry, work, seed=f"{spec.path.name}|{spec.label}|{ident}",
+                              arch=self.arch(), grub_lib=self.grub_lib())
             rmtree(work)
             return f"{spec.table}/{spec.firmware} {spec.format}, root at sector {plan.root.start}: {media}"
 
-        return Stage(f"disk-{spec.path.name}", action, after=["medium", "packages"],
+        return Stage(f"disk-{spec.path.name}", action, after=["medium", "packages", "content-id"],
                      reads=(f"output.disk[{index}]", *BOOT_ENTRY_READS), outputs=[spec.path])
 
 

@@ -8,7 +8,10 @@
 # /ext and /data into the new root and hands over to its init.
 #
 # Boot codes (Tiny Core style where the meaning is the same):
-#   pb.media=LABEL=x|UUID=y|/dev/z   the medium (default: the label pebuilder wrote, see /etc/pebuilder)
+#   pb.media=LABEL=x|UUID=y|/dev/z   the medium (default: the label pebuilder wrote, see /etc/pebuilder);
+#                                    UUID= and /dev/ name one device, taken as is
+#   pb.id=ID|any                     of the media labelled x, the one whose /os/pebuilder.id holds ID
+#                                    (any: the first that holds a system); see medium.sh
 #   pb.ext=DEV[/dir]                 another folder of extensions (e.g. on a second disk)
 #   pb.lst=NAME                      another onboot list (in the extension folders)
 #   pb.persist=0|1                   keep changes on the medium (default 1 where it is writable)
@@ -42,6 +45,7 @@ rescue() {
 
 # -- settings: baked in at build time, then boot codes ------------------------------------------------
 MEDIA=""
+MEDIUM_ID=""
 DATA_LABEL="PBDATA"
 INIT=/sbin/init
 FETCH_URL=""
@@ -56,6 +60,7 @@ STOP=""
 for word in $(cat /proc/cmdline); do
 	case "$word" in
 	pb.media=*) MEDIA="${word#pb.media=}" ;;
+	pb.id=*) MEDIUM_ID="${word#pb.id=}" ;;
 	pb.ext=*) EXTRA_EXT="${word#pb.ext=}" ;;
 	pb.lst=*) LIST="${word#pb.lst=}" ;;
 	pb.persist=*) PERSIST="${word#pb.persist=}" ;;
@@ -79,7 +84,10 @@ if [ -f /etc/pebuilder/modules ]; then
 fi
 
 # -- the medium: a disk or CD, this initramfs itself (netboot, embedded), or a URL (netboot, fetch) --
-# findfs understands LABEL= and UUID=; a plain /dev path is taken as is.
+# shellcheck source=medium.sh
+. /lib/pebuilder/medium.sh
+
+# Other disks (pb.ext=, pb.data=): findfs understands LABEL= and UUID=; a plain /dev path is taken as is.
 find_dev() {
 	case "$1" in
 	/dev/*) [ -b "$1" ] && echo "$1" ;;
@@ -143,18 +151,25 @@ elif [ -n "$FETCH_URL" ] && [ -f /etc/pebuilder/fetch.sha256 ]; then
 	MEDIUM=/run/pb/ram
 	say "netboot: the system came from $FETCH_URL"
 else
-	dev=""
+	wanted="$MEDIA$([ -n "$MEDIUM_ID" ] && [ "$MEDIUM_ID" != any ] && echo " with pb.id=$MEDIUM_ID")"
 	i=0
 	while [ "$i" -le "$WAIT" ]; do
-		dev=$(find_dev "$MEDIA")
-		[ -n "$dev" ] && break
-		[ "$i" = 3 ] && say "waiting up to $WAIT s for the boot medium $MEDIA ..."
+		pick_medium "$MEDIA" "$MEDIUM_ID"
+		[ -n "$DEV" ] && break
+		[ "$i" = 3 ] && say "waiting up to $WAIT s for the boot medium $wanted ..."
 		sleep 1
 		i=$((i + 1))
 	done
-	if [ -z "$dev" ]; then
-		rescue "cannot find the boot medium $MEDIA (waited $WAIT s; block devices: $(devices)). Check the pb.media= boot code or the medium's label."
-		dev=$(find_dev "$MEDIA")
+	if [ -z "$DEV" ] && [ -n "$SEEN" ]; then
+		rescue "cannot find the boot medium $wanted (waited $WAIT s); media labelled ${MEDIA#LABEL=}: $SEEN. Boot with pb.id=any to take the first that holds a system, or pb.media=/dev/NAME to name one."
+		pick_medium "$MEDIA" "$MEDIUM_ID"
+	elif [ -z "$DEV" ]; then
+		rescue "cannot find the boot medium $wanted (waited $WAIT s; block devices: $(devices)). Check the pb.media= boot code or the medium's label."
+		pick_medium "$MEDIA" "$MEDIUM_ID"
+	fi
+	dev=$DEV
+	if [ "$SYSTEMS" -gt 1 ] && { [ -z "$MEDIUM_ID" ] || [ "$MEDIUM_ID" = any ]; }; then
+		say "$SYSTEMS media carry ${MEDIA#LABEL=} ($SEEN) and no pb.id tells them apart: taking $dev"
 	fi
 	if ! mount_any "$dev" "$MEDIUM"; then
 		rescue "cannot mount the boot medium $dev ($MEDIA)"
@@ -162,8 +177,14 @@ else
 	if [ ! -f "$MEDIUM/os/core.sqfs" ]; then
 		rescue "$dev ($MEDIA) holds no /os/core.sqfs; is this a pebuilder medium?"
 	fi
+	ident=$(head -c 64 "$MEDIUM/os/pebuilder.id" 2>/dev/null | tr -cd '0-9a-f')
+	case "$MEDIUM_ID" in
+	'' | any | "$ident") ;;
+	*) say "note: $dev carries id ${ident:-none}, not $MEDIUM_ID; taken as is, since pb.media=$MEDIA names it" ;;
+	esac
+	echo "$dev" > /run/pb/medium-dev # pb-provision never writes over the disk it came from
 	touch "$MEDIUM/.pb-write-test" 2>/dev/null && rm -f "$MEDIUM/.pb-write-test" && WRITABLE=1
-	say "medium $dev ($MEDIA)$([ -n "$WRITABLE" ] && echo ', writable' || echo ', read-only')"
+	say "medium $dev ($MEDIA)$([ -n "$WRITABLE" ] && echo ', writable' || echo ', read-only')${ident:+, id $ident}"
 fi
 
 OS="$MEDIUM/os"
