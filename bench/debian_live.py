@@ -1,7 +1,8 @@
 """The Debian live system: sizes, build times (cold, warm cache, boot codes only) and boot-to-marker,
-for tiny and minbase, amd64 and arm64, beside the seed's target and a Tiny Core ISO's size.
+for tiny and minbase, amd64 and arm64, per Debian suite, beside the seed's target and a Tiny Core ISO's size.
 
-    python bench/debian_live.py [--variants tiny,minbase] [--arch amd64,arm64] [--no-cold]
+    python bench/debian_live.py [--variants tiny,minbase] [--arch amd64,arm64] [--suites bookworm,trixie]
+                                [--no-cold]
 
 "cold" builds into an empty work folder with an empty download cache (everything fetched from the
 host's Debian mirror); "warm cache" into an empty work folder with the cache of the cold run;
@@ -52,19 +53,19 @@ def pebuilder(*args: str | Path, env: dict[str, str]) -> tuple[float, dict]:
     return dt, json.loads(out.stdout)
 
 
-def config(folder: Path, variant: str, arch: str) -> Path:
-    path = folder / f"{variant}-{arch}.toml"
-    path.write_text(f'system = "debian"\n[base]\nvariant = "{variant}"\narch = "{arch}"\n'
+def config(folder: Path, variant: str, arch: str, suite: str) -> Path:
+    path = folder / f"{variant}-{arch}-{suite}.toml"
+    path.write_text(f'system = "debian"\n[base]\nvariant = "{variant}"\narch = "{arch}"\nsuite = "{suite}"\n'
                     '[boot]\nserial = true\ntimeout = 1\n[output.iso]\npath = "out/live.iso"\n')
     return path
 
 
-def row(variant: str, arch: str, base: Path, cold: bool) -> dict:
-    work = base / f"{variant}-{arch}"
+def row(variant: str, arch: str, suite: str, base: Path, cold: bool) -> dict:
+    work = base / f"{variant}-{arch}-{suite}"
     work.mkdir(parents=True)
-    cache_cold = base / f"cache-{variant}-{arch}"
-    r: dict = {"system": f"{variant} {arch}"}
-    cfg = config(work, variant, arch)
+    cache_cold = base / f"cache-{variant}-{arch}-{suite}"
+    r: dict = {"system": f"{variant} {arch} {suite}"}
+    cfg = config(work, variant, arch, suite)
     if cold:
         r["cold s"], _ = pebuilder("build", cfg, env={"PEBUILDER_CACHE": str(cache_cold)})
         shutil.rmtree(work / "build")
@@ -81,6 +82,9 @@ def row(variant: str, arch: str, base: Path, cold: bool) -> dict:
     iso = work / "out" / "live.iso"
     r["ISO MB"] = round(iso.stat().st_size / 1e6, 1)
     r["core.sqfs MB"] = round((work / "build/image/os/core.sqfs").stat().st_size / 1e6, 1)
+    r["kernel MB"] = round((work / "build/image/boot/vmlinuz").stat().st_size / 1e6, 1)
+    r["initrd MB"] = round((work / "build/image/boot/initrd.img").stat().st_size / 1e6, 1)
+    r["kernel"] = json.loads((work / "build/.pebuilder/kernel.json").read_text())["kver"]
     firmware = "bios" if arch in ("amd64", "x86_64") else "uefi"
     res = boot(iso, expect=[MARKER], firmware=firmware, media="cdrom", arch=arch, timeout=300)
     r["boot to marker s"] = round(res.seen.get(MARKER, float("nan")), 1) if res.ok else f"failed: {res.exit_reason}"
@@ -92,17 +96,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--variants", default="tiny,minbase")
     ap.add_argument("--arch", default="amd64,arm64")
+    ap.add_argument("--suites", default="bookworm,trixie", help="Debian suites, compared side by side")
     ap.add_argument("--no-cold", action="store_true", help="skip the empty-cache builds (no mirror traffic)")
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="pb-bench-live-") as tmp:
         for arch in args.arch.split(","):
             for variant in args.variants.split(","):
-                print(f"... {variant} {arch}", file=sys.stderr, flush=True)
-                rows.append(row(variant, arch, Path(tmp), not args.no_cold))
+                for suite in args.suites.split(","):
+                    print(f"... {variant} {arch} {suite}", file=sys.stderr, flush=True)
+                    rows.append(row(variant, arch, suite, Path(tmp), not args.no_cold))
         tc = tinycore_iso_mb(Path(tmp))
-    cols = ["system", "ISO MB", "core.sqfs MB", "cold s", "warm cache s", "base s", "codes only s",
-            "boot to marker s", "codes reran"]
+    cols = ["system", "kernel", "ISO MB", "core.sqfs MB", "kernel MB", "initrd MB", "cold s", "warm cache s",
+            "base s", "codes only s", "boot to marker s", "codes reran"]
     print(f"\nthe seed's target: {SEED_TARGET}; a Tiny Core CorePure64 6.4.1-style ISO: {tc}; "
           "goals: tiny ISO <= 20 MB, minbase ISO <= 45 MB, warm-cache base <= 30 s, codes only <= 2 s\n")
     print(" | ".join(cols))

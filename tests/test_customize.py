@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import stat
 import subprocess
 from pathlib import Path
@@ -259,13 +260,10 @@ def test_virtio_only_disk_finds_tce(debian_kernel_build):
 @pytest.mark.network
 def test_local_kernel_and_modules_folder(debian_kernel_build, tmp_path, template_iso):
     """kernel = a local vmlinuz + a folder with lib/modules/<version> (here: the unpacked Debian one)."""
-    from pebuilder.net.cache import cache_root
-
-    # Kernels whose modules sit in lib/modules (bookworm's; trixie's are in usr/lib/modules).
-    roots = sorted(r for r in (cache_root() / "unpacked").glob("linux-image-*") if (r / "lib/modules").is_dir())
-    assert roots, f"debian_kernel_build left no unpacked Debian kernel in {cache_root()}"
-    root = roots[-1]
-    vmlinuz = sorted((root / "boot").glob("vmlinuz-*"))[-1]
+    # The kernel that build unpacked (the shared cache holds others: other suites, arches, meta packages).
+    used = [json.loads(p.read_text()) for p in debian_kernel_build.rglob(".pebuilder/kernel.json")]
+    assert len(used) == 1, f"debian_kernel_build left {len(used)} kernel.json files"
+    root, vmlinuz = Path(used[0]["root"]), Path(used[0]["vmlinuz"])
     cfg = tmp_path / "k.toml"
     cfg.write_text(f'[template]\niso = "{template_iso}"\n[kernel]\nvmlinuz = "{vmlinuz}"\nmodules_dir = "{root}"\n'
                    '[boot]\nmodules = ["virtio_net"]\n[output.iso]\npath = "k.iso"\n')

@@ -30,6 +30,7 @@ class Exit(IntEnum):
     KERNEL = 39
     LOCKED = 40  # another build holds the work folder
     UNRESOLVABLE = 41  # Debian dependencies that cannot be satisfied
+    SUITE = 42  # a Debian suite that cannot be built from the mirror (unreleased, expired, unknown)
 
 
 class PebuilderError(Exception):

@@ -142,8 +142,7 @@ class DebianLive(Build):
         return Path(json.loads(self.p.kernel_json.read_text())["boot"])
 
     def busybox(self) -> Path:
-        root = lock.unpacked(self.lockfile().one("boot", "busybox-static"), self.cache)
-        return root / "bin/busybox"
+        return base.busybox_binary(lock.unpacked(self.lockfile().one("boot", "busybox-static"), self.cache))
 
     def host_grub(self) -> bool:
         """The host has GRUB's UEFI modules for the target (else the target's package is unpacked)."""
@@ -214,7 +213,7 @@ class DebianLive(Build):
                       if b.variant == "tiny" else [])
             groups = {"base": pinned,
                       "boot": [lock.Pinned.of(archive.package(n)) for n in boot]
-                      + [lock.Pinned.of(kernel_pkg.image_package(archive, kernel_meta))]}
+                      + [lock.Pinned.of(p) for p in kernel_pkg.image_packages(archive, kernel_meta)]}
             lk = lock.Lock(b.suite, a.debian, [f"{s.uri} {s.suite}" for s in archive.sources], groups)
             lk.save(self.p.lock)
             kernel = groups["boot"][-1]
@@ -263,9 +262,9 @@ class DebianLive(Build):
     @stage
     def kernel(self) -> Stage:
         def action() -> str:
-            pinned = [p for p in self.lockfile().group("boot") if p.name.startswith("linux-image-")][0]
-            root = lock.unpacked(pinned, self.cache)
-            kf = kernel_pkg.files(root, pinned.deb_name)
+            parts = [p for p in self.lockfile().group("boot") if kernel_pkg.is_part(p.name)]
+            pinned = parts[-1]
+            kf = kernel_pkg.files([lock.unpacked(p, self.cache) for p in parts], pinned.deb_name)
             boot = kernel_pkg.for_grub(kf.vmlinuz, self.p.products / "vmlinuz.gz")
             write_text_atomic(self.p.kernel_json, json.dumps(
                 {"kver": kf.kver, "vmlinuz": str(kf.vmlinuz), "root": str(kf.root), "source": kf.source,

@@ -61,7 +61,8 @@ class Template:
 class Base:
     distro: str = key("debian", "str", "distribution the live system is built from", choices=("debian",),
                       only="debian")
-    suite: str = key("bookworm", "str", "Debian suite", check=v.deb_name)
+    suite: str = key("bookworm", "str", "Debian suite: bookworm (12) or trixie (13, current stable); others are "
+                     "tried with a warning", check=v.deb_name, cli="--suite")
     variant: str = key("tiny", "str", "tiny: busybox + the libraries packages need, no dpkg; minbase: "
                        "mmdebstrap --variant=minbase with dpkg and apt", choices=("tiny", "minbase"),
                        only="debian")

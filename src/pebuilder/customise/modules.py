@@ -2,10 +2,18 @@
 
 Works on any unpacked kernel (a Debian package in the cache, or a local build) and any image tree;
 depmod then runs on the image's copy so busybox or kmod modprobe there finds them.
+
+Compressed modules (Debian trixie's 6.12 ships every module as `.ko.xz`) are copied decompressed,
+as plain `.ko`: whether a compressed one loads depends on the loader (busybox's insmod/modprobe
+only with its xz support, Tiny Core's older busybox not at all) and on the kernel
+(CONFIG_MODULE_DECOMPRESS), a plain one loads everywhere; and the image compresses them anyway
+(squashfs, the initramfs), where xz inside xz only costs space. The signature appended to a signed
+module is inside the compressed file, so the plain copy keeps it.
 """
 
 from __future__ import annotations
 
+import lzma
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,11 +115,44 @@ def _deps_first(index: dict[str, tuple[str, list[str]]], deps: list[str]) -> lis
     return out
 
 
+COMPRESSED = {".xz": "xz", ".zst": "zstd", ".gz": "gzip"}
+
+
+def plain_name(rel: str) -> str:
+    """Where a module file goes in an image: `x.ko.xz` → `x.ko` (see copy_module)."""
+    for ext in COMPRESSED:
+        if rel.endswith(".ko" + ext):
+            return rel[: -len(ext)]
+    return rel
+
+
+def copy_module(fs: FsRoot, src: Path, rel: str) -> str:
+    """One module file into the tree at `rel` (a compressed one decompressed, at plain_name(rel));
+    returns where it went."""
+    from pebuilder.formats import compress
+
+    dest = plain_name(rel)
+    if dest == rel:
+        fs.copy_from(src, rel, 0o644)
+        return rel
+    with open(src, "rb") as raw:
+        stream = compress.open_decompressed(raw, COMPRESSED[rel[len(dest):]])
+        try:
+            data = stream.read()
+        except (EOFError, OSError, ValueError, lzma.LZMAError) as exc:
+            raise PebuilderError(f"{src}: damaged compressed kernel module ({exc})", Exit.KERNEL) from None
+        finally:
+            stream.close()
+    fs.write(dest, data, 0o644)
+    os.utime(fs.path(dest), (src.stat().st_mtime,) * 2)
+    return dest
+
+
 def install(fs: FsRoot, kf: KernelFiles, files: list[str], base: str = "lib/modules") -> None:
-    """Copy module files (and the kernel's module lists) into the tree and run depmod there."""
+    """Copy module files (decompressed, and the kernel's module lists) into the tree and run depmod there."""
     dest = f"{base}/{kf.kver}"
     for rel in files:
-        fs.copy_from(kf.moddir / rel, f"{dest}/{rel}", 0o644)
+        copy_module(fs, kf.moddir / rel, f"{dest}/{rel}")
     for extra in ("modules.builtin", "modules.builtin.modinfo", "modules.order"):
         if (kf.moddir / extra).exists():
             fs.copy_from(kf.moddir / extra, f"{dest}/{extra}", 0o644)

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from pebuilder.arch import Arch
-from pebuilder.debian.sources import DEFAULT_KEYRING, Source, split_suite
+from pebuilder.debian.sources import DEFAULT_KEYRING, TESTED, UNRELEASED, Source, describe, split_suite
 from pebuilder.errors import ConfigError, Exit, PebuilderError, ToolFailedError, ToolMissingError
 from pebuilder.fsutil import atomic_output
 from pebuilder.net.cache import DownloadCache
@@ -71,6 +71,13 @@ FIELDS = ["Package", "Version", "Architecture", "Filename", "SHA256", "Size", "I
 
 class SignatureError(DownloadError):
     """An InRelease file whose signature does not check out against the configured keyring."""
+
+
+class SuiteError(PebuilderError):
+    """base.suite cannot be built from this mirror: not there, or a suite in development whose index
+    the mirror stopped renewing."""
+
+    code = Exit.SUITE
 
 
 class PackageNotFound(PebuilderError):
@@ -446,7 +453,9 @@ class Archive:
                     log.warning("%s", msg)
                     self.notes.append(msg)
                     return None
-                raise DownloadError(f"{url}: not found; is {src.suite!r} a suite on {src.uri}?") from None
+                raise SuiteError(f"base.suite = \"{src.suite}\" ({describe(src.suite)}): {src.uri} has no such suite "
+                                 f"({url} not found); set base.suite to one it carries, such as \"trixie\", or "
+                                 "[base] mirror to a mirror that has it") from None
         text = self._verify(src, raw)
         from debian.deb822 import Release
 
@@ -455,7 +464,7 @@ class Archive:
         if src.suite not in names:
             log.warning("%s: says Suite %s / Codename %s, not %s", url, rel.get("Suite"), rel.get("Codename"),
                         src.suite)
-        self._check_valid_until(url, rel.get("Valid-Until"), fresh=not self.offline)
+        self._check_valid_until(url, rel.get("Valid-Until"), fresh=not self.offline, suite=src.suite)
         if not self.offline:
             with atomic_output(store) as tmp:
                 tmp.write_bytes(raw)
@@ -467,7 +476,7 @@ class Archive:
         return _Release(src, files, rel.get("Acquire-By-Hash", "").strip().lower() == "yes",
                         rel.get("Architectures", "").split())
 
-    def _check_valid_until(self, url: str, value: str | None, fresh: bool) -> None:
+    def _check_valid_until(self, url: str, value: str | None, fresh: bool, suite: str = "") -> None:
         if not value:
             return
         try:
@@ -478,6 +487,13 @@ class Archive:
             until = until.replace(tzinfo=UTC)
         if until < datetime.now(UTC):
             msg = (f"{url} expired on {value} (Valid-Until); the mirror is out of date or the clock is wrong")
+            if fresh and split_suite(suite)[0] in UNRELEASED:
+                # A suite in development re-signs its index daily, valid for a week: an expired one is a
+                # mirror that stopped following it (a snapshot, a frozen proxy), not a transient failure.
+                raise SuiteError(f"base.suite = \"{suite}\" ({describe(suite)}): the mirror's index expired on "
+                                 f"{value} ({url}, Valid-Until), so this mirror no longer follows {suite}; build "
+                                 f"a released suite (base.suite = \"{TESTED[-1]}\") or set [base] mirror to a "
+                                 "current mirror")
             if fresh:
                 raise SignatureError(msg + "; try another mirror with [base] mirror = …")
             log.warning("%s; offline mode reuses the copy verified earlier", msg)

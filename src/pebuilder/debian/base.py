@@ -64,7 +64,11 @@ PACKAGE_USERS = {
 # Packages that serve dpkg and maintainer scripts only. tiny runs neither, so a dependency on one of
 # them (readline-common on "dpkg | install-info", openssh-server on debconf, ucf, adduser, ...) is
 # counted as met instead of pulling dpkg, tar, perl-base's friends and libc into a busybox system.
-PACKAGING_ONLY = ("dpkg", "install-info", "debconf", "ucf", "adduser", "init-system-helpers", "runit-helper")
+# From trixie on, packages that make their accounts through sysusers.d depend on
+# "systemd | systemd-standalone-sysusers | systemd-sysusers" (openssh-server does): tiny makes those
+# accounts itself (PACKAGE_USERS), so that is met too, instead of pulling systemd (20 MB) in.
+PACKAGING_ONLY = ("dpkg", "install-info", "debconf", "ucf", "adduser", "init-system-helpers", "runit-helper",
+                  "systemd-standalone-sysusers")
 
 
 def tiny_have(archive: Any, pinned: dict[str, str], requested: list[str]) -> Have:
@@ -193,6 +197,15 @@ def applets(busybox: Path) -> list[str]:
         except (OSError, subprocess.SubprocessError):
             continue
     return ESSENTIAL
+
+
+def busybox_binary(root: Path) -> Path:
+    """busybox in an unpacked busybox-static: /bin up to bookworm, /usr/bin from trixie (merged /usr)."""
+    for rel in ("usr/bin/busybox", "bin/busybox"):
+        if (root / rel).is_file():
+            return root / rel
+    raise PebuilderError(f"{root.name}: no bin/busybox or usr/bin/busybox in the busybox-static package",
+                         Exit.TOOL_FAILED)
 
 
 def install_busybox(fs: FsRoot, busybox: Path, only_missing: bool) -> int:

@@ -49,9 +49,9 @@ def build(out: Path, busybox: Path, kf: KernelFiles, work: Path, conf: dict[str,
     fs.copy_from(LIVE / "init.sh", "init", 0o755)
     fs.copy_from(LIVE / "medium.sh", "lib/pebuilder/medium.sh", 0o644)
     files_ko, builtin = modules.closure(kf, [], [*BOOT_MODULES, *(NET_MODULES if network else [])])
-    for rel in files_ko:
-        fs.copy_from(kf.moddir / rel, f"lib/modules/{kf.kver}/{rel}", 0o644)
-    fs.write("etc/pebuilder/modules", "".join(f"{f}\n" for f in files_ko), 0o644)
+    for rel in files_ko:  # compressed modules (trixie's .ko.xz) go in plain: see modules.copy_module
+        modules.copy_module(fs, kf.moddir / rel, f"lib/modules/{kf.kver}/{rel}")
+    fs.write("etc/pebuilder/modules", "".join(f"{modules.plain_name(f)}\n" for f in files_ko), 0o644)
     fs.write("etc/pebuilder/boot.conf", "".join(f"{k}={shlex.quote(v)}\n" for k, v in conf.items()), 0o644)
     if network:
         fs.copy_from(LIVE / "udhcpc.script", "usr/share/udhcpc/default.script", 0o755)

@@ -19,8 +19,8 @@ def prepare(spec: Kernel, arch: Arch, suite: str, mirror: str | None, offline: b
     if spec.package:
         cache = DownloadCache(offline=offline)
         archive = lock.open_archive(suite, arch, mirror, cache, offline)
-        pinned = lock.Pinned.of(kernel_pkg.image_package(archive, spec.package))
-        return kernel_pkg.files(lock.unpacked(pinned, cache), pinned.deb_name)
+        parts = [lock.Pinned.of(p) for p in kernel_pkg.image_packages(archive, spec.package)]
+        return kernel_pkg.files([lock.unpacked(p, cache) for p in parts], parts[-1].deb_name)
     if spec.vmlinuz is None or spec.modules_dir is None:
         raise PebuilderError("[kernel]: give package, or vmlinuz and modules_dir", Exit.KERNEL)
     if not spec.vmlinuz.is_file():

@@ -19,7 +19,7 @@ from pathlib import Path
 from pebuilder.arch import Arch
 from pebuilder.debian.archive import Archive, Package
 from pebuilder.debian.resolve import Have, resolve
-from pebuilder.debian.sources import sources_for
+from pebuilder.debian.sources import sources_for, untested_note
 from pebuilder.formats import deb
 from pebuilder.fsroot import Budget, FsRoot
 from pebuilder.fsutil import rmtree, write_text_atomic
@@ -77,8 +77,16 @@ class Lock:
         raise KeyError(f"{name} is not in the {group} packages of the lock")
 
 
+_WARNED: set[str] = set()
+
+
 def open_archive(suite: str, arch: Arch, mirror: str | None, cache: DownloadCache, offline: bool = False) -> Archive:
-    return Archive(sources_for(suite, mirror), arch, cache, offline=offline).load()
+    archive = Archive(sources_for(suite, mirror), arch, cache, offline=offline).load()
+    note = untested_note(suite)
+    if note and suite not in _WARNED:  # once the index is there (when it is not, the error says why)
+        _WARNED.add(suite)
+        log.warning("%s", note)
+    return archive
 
 
 def resolve_closure(archive: Archive, names: list[str], have: Have | None = None) -> list[Pinned]:

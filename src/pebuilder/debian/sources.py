@@ -43,6 +43,12 @@ DEBIAN_SUITES = frozenset({
     "jessie", "stretch", "buster", "bullseye", "bookworm", "trixie", "forky", "duke", "sid",
     "stable", "oldstable", "oldoldstable", "testing", "unstable", "experimental", "rc-buggy",
 })
+# Release numbers of the codenames, and the releases pebuilder is tested with (its default first: the
+# README says why bookworm is still the default). Others are built with a warning; when one cannot be
+# built, the error names base.suite (Exit.SUITE) instead of a bare download failure.
+RELEASES = {"buster": "10", "bullseye": "11", "bookworm": "12", "trixie": "13", "forky": "14", "duke": "15"}
+TESTED = ("bookworm", "trixie")
+UNRELEASED = frozenset({"forky", "duke", "testing", "sid", "unstable", "experimental", "rc-buggy"})
 NO_MIRROR = ("no Debian mirror configured in /etc/apt/sources.list(.d); set [base] mirror = "
              "\"http://deb.debian.org/debian\" (or your local mirror) in the configuration")
 
@@ -231,3 +237,25 @@ def host_sources(suite: str, apt_etc: Path = APT_ETC, components: tuple[str, ...
 def sources_for(suite: str, mirror: str | None = None, apt_etc: Path = APT_ETC) -> list[Source]:
     """What a build uses: the explicit `[base] mirror` when set, else the host's configuration."""
     return parse_mirror(mirror, suite) if mirror else host_sources(suite, apt_etc)
+
+
+def describe(suite: str) -> str:
+    """'forky' → 'Debian 14 "forky", not released yet'; for messages about base.suite."""
+    base, _ = split_suite(suite)
+    number = RELEASES.get(base)
+    if number:
+        return f"Debian {number} \"{base}\"" + (", not released yet" if base in UNRELEASED else "")
+    if base in UNRELEASED:
+        return "Debian's development suite"
+    if base in DEBIAN_SUITES:
+        return "an alias that moves with each Debian release"
+    return "not a Debian release name pebuilder knows"
+
+
+def untested_note(suite: str) -> str | None:
+    """A warning for a suite pebuilder is not tested with (None for bookworm and trixie)."""
+    base, _ = split_suite(suite)
+    if base in TESTED:
+        return None
+    return (f"base.suite = \"{suite}\" ({describe(suite)}) is not a release pebuilder is tested with "
+            f"({', '.join(TESTED)}); building it anyway")
