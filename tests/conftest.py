@@ -93,9 +93,17 @@ def network_unavailable(reason: str) -> None:
 
 
 def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "first: a long test chain started before everything else")
     config.addinivalue_line("markers", "needs_fixtures: needs the Tiny Core fixtures in ../shared (skips, or "
                                        "fails with PEBUILDER_REQUIRE_FIXTURES=1)")
     TEST_CACHE.mkdir(exist_ok=True)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests marked `first` (one long chain of boots, e.g. a whole netinstall) start before the rest,
+    so that with `-n 2` they run beside the others instead of after them (pyproject's `--dist loadgroup`
+    keeps each such chain, an `xdist_group`, on one worker)."""
+    items.sort(key=lambda item: item.get_closest_marker("first") is None)
 
 
 def pytest_runtest_setup(item) -> None:

@@ -108,6 +108,13 @@ VALUES: dict[str, Any] = {
     "provision.then": "poweroff",
     "provision.grow": False,
     "provision.script": ["echo done > /target/etc/motd"],
+    "provision.suite": "trixie",
+    "provision.mirror": "http://deb.example/debian",
+    "provision.packages": ["jq"],
+    "provision.kernel": "linux-image-cloud-amd64",
+    "provision.hostname": "node1",
+    "provision.swap": "64M",
+    "provision.initramfs": "targeted",
 }
 # [kernel] takes a package or a local kernel, never both: two configs cover the keys between them.
 VARIANTS = {"local-kernel": {"kernel.package", "provision.install"},

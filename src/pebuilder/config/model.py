@@ -249,8 +249,9 @@ class Provision:
     image: str | None = key(None, "str", "image URL (raw, .gz, .xz, .zst) written to the target disk",
                             check=v.url)
     sha256: str | None = key(None, "str", "sha256 of the file at image (as served)", check=v.sha256)
-    install: str | None = key(None, "str", "\"self\": install the running live system to the target disk",
-                              choices=("self",), only="debian")
+    install: str | None = key(None, "str", "\"self\": write the running live system to the target disk; "
+                              "\"debian\": install Debian on it from the mirror (debootstrap, GRUB, users)",
+                              choices=("self", "debian"), only="debian")
     target: str = key("auto", "str", "disk to write, e.g. /dev/vda; auto: the only disk that is not the boot "
                       "medium and is large enough", check=v.target)
     then: str = key("reboot", "str", "after provisioning", choices=("reboot", "poweroff", "shell"))
@@ -258,6 +259,21 @@ class Provision:
                      "the whole target disk (the Debian PE gets sfdisk and resize2fs for it)")
     script: list[str] = key([], "strings", "shell lines run afterwards, the installed root mounted at /target "
                             "(preseed's late_command)", check=v.one_line)
+    suite: str | None = key(None, "str", "install = \"debian\": the suite installed; default: [base] suite",
+                            check=v.deb_name, only="debian")
+    mirror: str | None = key(None, "str", "install = \"debian\": where the PE fetches the packages (a mirror, a "
+                             "proxy or a copy with the mirror's layout); default: the mirror the build resolved "
+                             "against", check=v.url, only="debian")
+    packages: list[str] = key([], "strings", "install = \"debian\": packages added to the installed system",
+                              check=v.deb_name, only="debian")
+    kernel: str | None = key(None, "str", "install = \"debian\": kernel package; default: linux-image-<arch>",
+                             check=v.deb_name, only="debian")
+    hostname: str = key("debian", "str", "install = \"debian\": the installed system's host name",
+                        check=v.hostname, only="debian")
+    swap: int | None = key(None, "size", "install = \"debian\": a swap partition of this size", only="debian")
+    initramfs: str = key("generic", "str", "install = \"debian\": generic (every storage driver, as "
+                         "debian-installer does) or targeted (only what this machine needs: smaller, built in a "
+                         "fraction of the time)", choices=("generic", "targeted"), only="debian")
 
 
 @dataclass

@@ -316,12 +316,14 @@ def cross_checks(cfg: m.Config, r: Reader) -> None:
     pv = cfg.provision
     if pv is not None:
         if bool(pv.image) == bool(pv.install):
-            raise r.fail("provision", "give either image = URL (with sha256) or install = \"self\"")
+            raise r.fail("provision", "give either image = URL (with sha256) or install = \"self\" | \"debian\"")
         if pv.image and not pv.sha256:
             raise r.fail("provision.sha256", "missing; an image is only written once its sha256 is known")
         if pv.install and cfg.kind != "debian":
-            raise r.fail("provision.install", "install = \"self\" is for the Debian live system; a Tiny Core PE "
-                         "provisions from image = URL")
+            raise r.fail("provision.install", f"install = \"{pv.install}\" is for the Debian live system; a Tiny "
+                         "Core PE provisions from image = URL")
+        if pv.kernel and not pv.kernel.startswith("linux-image-"):
+            raise r.fail("provision.kernel", f"{pv.kernel!r} is not a Debian kernel package (linux-image-...)")
     if cfg.output.netboot and cfg.output.netboot.mode == "fetch" and not cfg.output.netboot.url:
         raise r.fail("output.netboot.url", "missing; fetch mode downloads /os and /ext from this URL at boot")
     if cfg.kernel.vmlinuz and cfg.kernel.package:

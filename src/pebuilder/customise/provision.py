@@ -12,14 +12,15 @@ from pathlib import Path
 from pebuilder.config.model import Provision
 from pebuilder.fsroot import FsRoot
 
-SCRIPT = Path(__file__).resolve().parent / "scripts" / "pb-provision"
+SCRIPTS = Path(__file__).resolve().parent / "scripts"
+SCRIPT = SCRIPTS / "pb-provision"
 CONF = "etc/pebuilder/provision.conf"
 
 
 def conf_text(pv: Provision) -> str:
     """[provision] as the key=value lines pb-provision reads (values were checked to be one line)."""
     lines = ["# written by pebuilder from [provision]"]
-    for key in ("image", "sha256", "install", "target", "then"):
+    for key in ("image", "sha256", "install", "target", "then", "mirror", "hostname"):
         value = getattr(pv, key)
         if value:
             lines.append(f"{key}={value}")
@@ -28,8 +29,8 @@ def conf_text(pv: Provision) -> str:
     return "\n".join(lines) + "\n"
 
 
-def install_script(fs: FsRoot, rel: str) -> None:
-    fs.copy_from(SCRIPT, rel, 0o755)
+def install_script(fs: FsRoot, rel: str, name: str = "pb-provision") -> None:
+    fs.copy_from(SCRIPTS / name, rel, 0o755)
 
 
 def write_conf(fs: FsRoot, pv: Provision | None) -> bool:

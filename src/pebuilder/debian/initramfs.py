@@ -23,7 +23,7 @@ LIVE = Path(__file__).resolve().parent / "live"
 BOOT_MODULES = ["ahci", "ata_piix", "ata_generic", "sr_mod", "sd_mod", "cdrom", "virtio_pci", "virtio_mmio",
                 "virtio_blk", "virtio_scsi", "virtio_net", "nvme", "usb_storage", "uas", "xhci_pci", "xhci_plat_hcd",
                 "ehci_pci", "ehci_platform", "ohci_pci", "squashfs", "overlay", "loop", "isofs", "ext4",
-                "vfat", "nls_cp437", "nls_iso8859_1", "crc32c_generic"]
+                "vfat", "nls_cp437", "nls_iso8859_1", "nls_ascii", "crc32c_generic"]
 
 
 # Where a medium carries its identity; /init compares it with the boot code pb.id= (live/medium.sh).

@@ -152,6 +152,7 @@ class _Resolver:
         self.edges: dict[str, list[tuple[str, bool]]] = {}  # name → [(dependency, is Pre-Depends)]
         self.finished: list[str] = []
         self.notes: list[str] = []
+        self.wanted: set[str] = set()  # asked for by name: the choice among alternatives and providers
 
     # -- presence and candidates -------------------------------------------------------------------
 
@@ -195,6 +196,7 @@ class _Resolver:
                 pkg = self.archive.get(provider)
                 if pkg is not None and pkg not in found:
                     found.append(pkg)
+        found.sort(key=lambda p: p.name not in self.wanted)  # stable: otherwise the real one first
         if not found and not why:
             why = f"no package {dep.name} (nor one providing it) for {self.native}"
             if dep.op:
@@ -246,6 +248,9 @@ class _Resolver:
             if hit is not None:
                 return hit[0] if hit[1] else None
         reasons: list[str] = []
+        # An alternative asked for by name wins (debootstrap's mawk over gawk for awk, usr-is-merged
+        # over usrmerge): the request would add it anyway.
+        group = tuple(sorted(group, key=lambda d: d.name not in self.wanted))
         for i, dep in enumerate(group):
             found, why = self.candidates(dep)
             if not found:
@@ -355,6 +360,7 @@ def resolve(requested: Iterable[str], archive: Archive, have: Have | Mapping[str
         have = Have.from_versions(have, archive)
     names = list(dict.fromkeys(requested))
     r = _Resolver(archive, have)
+    r.wanted = {n.partition(":")[0] for n in names}
     for name in names:
         r.request(name)
     order = r.order()
