@@ -53,6 +53,7 @@ VALUES: dict[str, Any] = {
     "boot.autologin": False,
     "boot.serial_getty": True,
     "boot.hostname": "box.example",
+    "boot.secure_boot": True,  # needs amd64: left out beside base.arch = aarch64 (see VARIANTS)
     "initrd.compression": "xz",
     "initrd.level": 6,
     "kernel.package": "linux-image-cloud-amd64",  # either this ...
@@ -117,8 +118,11 @@ VALUES: dict[str, Any] = {
     "provision.initramfs": "targeted",
 }
 # [kernel] takes a package or a local kernel, never both: two configs cover the keys between them.
-VARIANTS = {"local-kernel": {"kernel.package", "provision.install"},
-            "package-kernel": {"kernel.vmlinuz", "kernel.modules_dir", "provision.image", "provision.sha256"}}
+VARIANTS = {"local-kernel": {"kernel.package", "provision.install", "boot.secure_boot"},
+            "package-kernel": {"kernel.vmlinuz", "kernel.modules_dir", "provision.image", "provision.sha256",
+                               "boot.secure_boot"},
+            "secure-boot": {"base.arch", "kernel.vmlinuz", "kernel.modules_dir", "provision.image",
+                            "provision.sha256"}}
 
 
 def every_key_data(leave_out: set[str]) -> dict[str, Any]:

@@ -294,6 +294,7 @@ DEBIAN: dict[str, Callable[[Path], Spec]] = {
     "base.trim": lambda a: Case(False, context={"base.packages": ["jq"]}),
     "base.compression": lambda a: Case("xz"),
     "boot.autologin": lambda a: Case(False, context={"boot.serial_getty": False}),
+    "boot.secure_boot": lambda a: Case(True),  # signed shim + GRUB on every ESP
     "kernel.package": lambda a: Case("linux-image-cloud-amd64"),
     "kernel.modules": lambda a: Case(["fuse", "nbd"]),
     "kernel.firmware": lambda a: Case(True),
@@ -422,6 +423,11 @@ def run_build(data: dict[str, Any], folder: Path) -> Engine:
 EVERYWHERE = {"debian": ({"boot.hostname", "boot.codes", "boot.serial"}, {"iso", "disk", "netboot", "install"}),
               "tinycore": ({"boot.hostname", "boot.codes", "boot.serial"}, {"iso", "disk", "netboot"})}
 
+# Keys that change these outputs exactly. secure_boot: every ESP (ISO, disk, install image), and the
+# netboot folder through the install image it serves to the PE.
+EXACTLY: dict[str, dict[str, set[str]]] = {"debian": {"boot.secure_boot": {"iso", "disk", "install", "netboot"}},
+                                           "tinycore": {}}
+
 
 def outputs(data: dict[str, Any]) -> dict[str, str]:
     """Each output's content digest, by role (a disk whose path changes is still the disk)."""
@@ -526,6 +532,8 @@ def test_changing_a_key_changes_the_image(system, key, tmp_path_factory, tmp_pat
     keys, roles = EVERYWHERE[system]
     if key in keys:
         assert set(changed) == roles, f"{key} changed only {changed}"
+    if key in EXACTLY[system]:
+        assert set(changed) == EXACTLY[system][key], f"{key} changed {changed}"
 
 
 def check_inert(system: str, key: str, base: Path, a: Path, tmp_path: Path) -> None:

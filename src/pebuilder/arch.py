@@ -40,6 +40,8 @@ class Arch:
     squashfs_bcj: str | None  # mksquashfs -Xbcj filter for xz
     kernel_flavour: str  # suffix of Debian's linux-image-<flavour> meta package
     cloud_flavour: str | None
+    # UEFI firmware with Microsoft's keys enrolled and Secure Boot on: what a signed image must pass
+    secure_boot_firmware: Firmware | None = None
 
     @property
     def efi_boot_path(self) -> str:
@@ -63,6 +65,8 @@ X86_64 = Arch(
     console="ttyS0",
     uefi_firmware=Firmware("/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd", "ovmf"),
     squashfs_bcj="x86", kernel_flavour="amd64", cloud_flavour="cloud-amd64",
+    secure_boot_firmware=Firmware("/usr/share/OVMF/OVMF_CODE_4M.ms.fd", "/usr/share/OVMF/OVMF_VARS_4M.ms.fd",
+                                  "ovmf", secure=True),
 )
 I386 = Arch(
     name="i386", debian="i386", tinycore="x86", elf_machine=0x03,

@@ -45,6 +45,21 @@ class BootResult:
         return "\n".join(text.splitlines()[-lines:])
 
 
+FIRMWARES = ("bios", "uefi", "uefi-secure")
+
+
+def firmware_of(a: archs.Arch, firmware: str) -> archs.Firmware | None:
+    """bios: none; uefi: the arch's firmware; uefi-secure: one with Microsoft's keys enrolled, which
+    starts only signed loaders (what a Secure Boot machine does)."""
+    if firmware not in FIRMWARES:
+        raise PebuilderError(f"unknown firmware {firmware!r}; use one of {', '.join(FIRMWARES)}", Exit.USAGE)
+    if firmware == "uefi-secure":
+        if a.secure_boot_firmware is None:
+            raise PebuilderError(f"no Secure Boot firmware with enrolled keys is known for {a}", Exit.USAGE)
+        return a.secure_boot_firmware
+    return a.uefi_firmware if firmware == "uefi" else None
+
+
 def qemu_command(image: Path, *, firmware: str, media: str, arch: str, memory: int, net: bool,
                  sock: Path, vars_copy: Path | None, drive_if: str = "ide", writable: bool = False,
                  nic: str = "", disks: list[Path] | None = None, extra: list[str] | None = None) -> list[str]:
@@ -52,7 +67,7 @@ def qemu_command(image: Path, *, firmware: str, media: str, arch: str, memory: i
     if firmware == "bios" and not a.bios:
         raise PebuilderError(f"{a} has no BIOS; boot it with --firmware uefi", Exit.USAGE)
     machine = (a.qemu_machine_bios if firmware == "bios" else a.qemu_machine_uefi) or a.qemu_machine_uefi
-    fw = a.uefi_firmware if firmware == "uefi" else None
+    fw = firmware_of(a, firmware)
     if fw is not None and fw.secure:
         machine += ",smm=on"  # a Secure Boot build needs SMM: say so rather than rely on QEMU's "auto"
     argv = [require(a.qemu), "-machine", machine, "-accel", "tcg"]
@@ -62,7 +77,7 @@ def qemu_command(image: Path, *, firmware: str, media: str, arch: str, memory: i
     argv += ["-m", str(memory), "-smp", "1", "-display", "none", "-monitor", "none",
              "-chardev", f"socket,id=ser0,path={sock},server=on,wait=on",
              "-serial", "chardev:ser0", "-no-reboot"]
-    if firmware == "uefi":
+    if firmware != "bios":
         if fw is None or not os.path.exists(fw.code):
             pkg = fw.package if fw else "a UEFI firmware package"
             raise PebuilderError(f"UEFI firmware for {a} is missing ({fw.code if fw else 'none known'}); install it "
@@ -117,9 +132,9 @@ def boot(image: Path, *, expect: list[str], firmware: str = "bios", media: str =
         log.write_bytes(b"")
         log = log.resolve()
         vars_copy = None
-        if firmware == "uefi":
+        if firmware != "bios":
             vars_copy = Path(tmp) / "vars.fd"
-            fw = archs.parse(arch).uefi_firmware
+            fw = firmware_of(archs.parse(arch), firmware)
             if fw and os.path.exists(fw.vars):
                 shutil.copyfile(fw.vars, vars_copy)
         sock_path = Path(tmp) / "console.sock"  # short: unix socket paths are limited to 108 bytes

@@ -31,7 +31,7 @@ from pebuilder.config.model import Config, DiskOutput
 from pebuilder.customise import accounts, certificates, files, modules, provision, ssh
 from pebuilder.customise.modules import KernelFiles
 from pebuilder.customise.profile import DEBIAN
-from pebuilder.debian import base, initramfs, kernel_pkg, live_ext, lock, system_modules
+from pebuilder.debian import base, initramfs, kernel_pkg, live_ext, lock, secureboot, system_modules
 from pebuilder.debian import extensions as debext
 from pebuilder.engine.stages import Stage
 from pebuilder.errors import Exit, PebuilderError
@@ -39,6 +39,7 @@ from pebuilder.formats import squashfs
 from pebuilder.fsroot import Budget, FsRoot, TreeMeta
 from pebuilder.fsutil import link_tree, rmtree, write_text_atomic
 from pebuilder.net.cache import DownloadCache
+from pebuilder.outputs.esp import SignedChain
 
 log = logging.getLogger("pebuilder.debian")
 
@@ -163,6 +164,15 @@ class DebianLive(Build):
         pinned = [p for p in self.lockfile().group("boot") if p.name == self.arch().grub_efi_package]
         return lock.unpacked(pinned[0], self.cache) / "usr/lib/grub" if pinned else None
 
+    def signed_chain(self) -> SignedChain | None:
+        """boot.secure_boot: Debian's signed shim and GRUB for the ESPs (debian/secureboot.py says why)."""
+        if not self.cfg.boot.secure_boot:
+            return None
+        c = secureboot.chain(self.arch())
+        lk = self.lockfile()
+        found = secureboot.files(c, [lock.unpacked(lk.one("boot", n), self.cache) for n in c.packages])
+        return SignedChain(found["shim"], found["grub"], c.grub_name, c.prefix, found["mok_manager"])
+
     def budget(self, what: str) -> Budget:
         return Budget(max_bytes=self.cfg.work.extract_limit, what=what)
 
@@ -220,6 +230,8 @@ class DebianLive(Build):
             boot = ["busybox-static"] + ([base.LOCALE_PACKAGE] if b.variant == "tiny" else [])
             if a.grub_efi_package and not self.host_grub():
                 boot.append(a.grub_efi_package)
+            if self.cfg.boot.secure_boot:
+                boot += secureboot.chain(a).packages
             wanted = self.base_packages()
             pinned = (lock.resolve_closure(archive, wanted, base.tiny_have(archive, {}, wanted))
                       if b.variant == "tiny" else [])
@@ -231,7 +243,7 @@ class DebianLive(Build):
             kernel = groups["boot"][-1]
             return f"{len(groups['base'])} base packages, kernel {kernel.name} {kernel.version}"
 
-        return Stage("packages", action, reads=("base", "kernel.package", *BASE_PACKAGES_READS),
+        return Stage("packages", action, reads=("base", "kernel.package", "boot.secure_boot", *BASE_PACKAGES_READS),
                      values={"refresh": time.time() if self.refresh else None}, outputs=[self.p.lock])
 
     @stage
@@ -533,10 +545,12 @@ class DebianLive(Build):
                 return "UEFI not asked for"
             marker = json.loads((self.p.products / "entry.json").read_text())["marker"]
             self.p.scratch.mkdir(parents=True, exist_ok=True)
-            iso_out.build_esp(self.p.esp, self.arch(), marker, self.p.scratch, self.grub_lib())
-            return f"GRUB {self.arch().grub_efi}"
+            signed = self.signed_chain()
+            iso_out.build_esp(self.p.esp, self.arch(), marker, self.p.scratch, self.grub_lib(), signed)
+            return "shim + GRUB signed by Debian (Secure Boot)" if signed else f"GRUB {self.arch().grub_efi}"
 
-        return Stage("efi-boot", action, after=["packages", "boot-menus"], reads=("output.iso.uefi",))
+        return Stage("efi-boot", action, after=["packages", "boot-menus"],
+                     reads=("output.iso.uefi", "boot.secure_boot"))
 
     def assemble(self, root: Path, menus: bool) -> FsRoot:
         """The medium's tree: /boot (kernel, initramfs, menus), /os, /ext."""
@@ -577,7 +591,7 @@ class DebianLive(Build):
             entry = self.entry(f"LABEL={INSTALL_LABEL}", ident)
             entry.cmdline.append("pb.provision=off")  # the installed system carries the PE's settings
             disk.write(spec, staging, entry, work, seed=f"install|{INSTALL_LABEL}|{ident}", arch=a,
-                       grub_lib=self.grub_lib())
+                       grub_lib=self.grub_lib(), signed=self.signed_chain())
             compress.compress_file(spec.path, self.p.install, "gzip", "default")
             digest = file_sha256(self.p.install)
             write_text_atomic(self.p.install_sum, f"{digest}  install.img.gz\n")
@@ -586,7 +600,7 @@ class DebianLive(Build):
 
         return Stage("install-image", action, after=["kernel", "initramfs", "core-sqfs", "extensions", "packages",
                                                      "content-id"],
-                     reads=BOOT_ENTRY_READS, outputs=[self.p.install, self.p.install_sum])
+                     reads=(*BOOT_ENTRY_READS, "boot.secure_boot"), outputs=[self.p.install, self.p.install_sum])
 
     def wants_install_image(self) -> bool:
         return self.cfg.provision is not None and self.cfg.provision.install == "self"
@@ -684,12 +698,12 @@ class DebianLive(Build):
             dspec = disk.DiskSpec(spec.path, spec.size, spec.table, spec.firmware, spec.filesystem, spec.label,
                                   spec.format, spec.data_size, spec.data_label)
             plan = disk.write(dspec, staging, entry, work, seed=f"{spec.path.name}|{spec.label}|{ident}",
-                              arch=self.arch(), grub_lib=self.grub_lib())
+                              arch=self.arch(), grub_lib=self.grub_lib(), signed=self.signed_chain())
             rmtree(work)
             return f"{spec.table}/{spec.firmware} {spec.format}, root at sector {plan.root.start}: {media}"
 
         return Stage(f"disk-{spec.path.name}", action, after=["medium", "packages", "content-id"],
-                     reads=(f"output.disk[{index}]", *BOOT_ENTRY_READS), outputs=[spec.path])
+                     reads=(f"output.disk[{index}]", *BOOT_ENTRY_READS, "boot.secure_boot"), outputs=[spec.path])
 
 
 def build_extensions(cfg: Config, names: list[str], out_root: Path, compression: str = "gzip",

@@ -94,8 +94,9 @@ def parser() -> argparse.ArgumentParser:
 
     bt = sub.add_parser("boot", help="boot an image under QEMU and wait for text on its serial console")
     bt.add_argument("image", type=Path)
-    bt.add_argument("--firmware", choices=("bios", "uefi"), default=None,
-                    help="default: bios where the architecture has it, else uefi")
+    bt.add_argument("--firmware", choices=("bios", "uefi", "uefi-secure"), default=None,
+                    help="default: bios where the architecture has it, else uefi; uefi-secure: OVMF with "
+                         "Microsoft's keys enrolled, Secure Boot on")
     bt.add_argument("--as", dest="media", choices=("cdrom", "disk", "network"), default=None,
                     help="network: IMAGE is a netboot folder, loaded by iPXE over QEMU's TFTP")
     bt.add_argument("--arch", default="x86_64", help="x86_64/amd64 or aarch64/arm64")

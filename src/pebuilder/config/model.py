@@ -121,6 +121,8 @@ class Boot:
     autologin: bool = key(True, "bool", "Tiny Core's automatic login on tty1 (false: noautologin)")
     serial_getty: bool = key(False, "bool", "a login prompt on the first serial port")
     hostname: str | None = key(None, "str", "host name (host= boot code)", check=v.hostname)
+    secure_boot: bool = key(False, "bool", "UEFI boots through Debian's signed shim, GRUB and kernel (amd64), so "
+                            "the image starts with Secure Boot on", only="debian")
 
 
 @dataclass

@@ -15,6 +15,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from pebuilder import arch as archs
 from pebuilder.config import model as m
 from pebuilder.errors import ConfigError
 
@@ -313,6 +314,13 @@ def cross_checks(cfg: m.Config, r: Reader) -> None:
     """Rules that tie several keys together."""
     if cfg.system == "tinycore" and cfg.template.iso is None:
         raise r.fail("template.iso", "missing; system = \"tinycore\" remasters a Tiny Core ISO")
+    if cfg.boot.secure_boot:
+        if cfg.kind != "debian":
+            raise r.fail("boot.secure_boot", "is for the Debian live system: a Tiny Core remaster has no signed "
+                         "boot chain; remove it or use system = \"debian\"")
+        if cfg.base.arch and archs.parse(cfg.base.arch) is not archs.X86_64:
+            raise r.fail("boot.secure_boot", f"is supported for amd64 only (Debian's signed shim and GRUB for "
+                         f"{cfg.base.arch} are not wired up yet); remove it or build for amd64")
     pv = cfg.provision
     if pv is not None:
         if bool(pv.image) == bool(pv.install):

@@ -24,6 +24,7 @@ from pebuilder.errors import Exit, PebuilderError
 from pebuilder.formats import extfs, fat, grub, partition
 from pebuilder.fsutil import atomic_output, build_time, human_size, write_text_atomic
 from pebuilder.outputs.bootmenu import BootEntry, grub_cfg
+from pebuilder.outputs.esp import SignedChain, loader_files
 from pebuilder.runner import run
 
 MIB = 1 << 20
@@ -132,7 +133,7 @@ def _grub_files(staging: Path, entry: BootEntry, marker: str, bios: bool) -> Non
 
 
 def write(spec: DiskSpec, staging: Path, entry: BootEntry, workdir: Path, seed: str, arch: Arch,
-          grub_lib: Path | None = None) -> DiskPlan:
+          grub_lib: Path | None = None, signed: SignedChain | None = None) -> DiskPlan:
     """Build the disk into a temporary file beside spec.path and rename it there when whole."""
     workdir.mkdir(parents=True, exist_ok=True)
     marker = entry.marker_name(seed)
@@ -160,12 +161,11 @@ def write(spec: DiskSpec, staging: Path, entry: BootEntry, workdir: Path, seed: 
             extfs.make(raw, p.data.offset, p.data.bytes, spec.filesystem, spec.data_label,
                        partition.stable_uuid(seed, "datafs"), None, workdir)
         if wants_uefi and p.esp:
-            loader = workdir / (arch.efi_loader or "loader.efi")
-            grub.build_efi(loader, arch, marker, workdir, grub_lib)
+            files = loader_files(arch, marker, workdir, grub_lib, signed)
             serial = int.from_bytes(partition.stable_uuid(seed, "esp").encode()[:4], "little")
             fat.format_fat(raw, offset=p.esp.offset, size=p.esp.bytes, label="EFI", serial=serial,
                            hidden_sectors=p.esp.start)
-            fat.add_files(raw, {arch.efi_boot_path: loader}, offset=p.esp.offset)
+            fat.add_files(raw, files, offset=p.esp.offset)
         if wants_bios:
             core = workdir / "core.img"
             prefix = "(hd0,gpt{})/boot/grub" if spec.table == "gpt" else "(hd0,msdos{})/boot/grub"

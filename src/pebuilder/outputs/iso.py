@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from pebuilder.arch import Arch
-from pebuilder.formats import fat, grub
+from pebuilder.formats import fat
 from pebuilder.formats.iso import HybridLayout, write_hybrid
 from pebuilder.fsutil import atomic_output, write_text_atomic
 from pebuilder.outputs.bootmenu import BootEntry, grub_cfg
+from pebuilder.outputs.esp import SignedChain, loader_files
 
 
 def write_grub_files(tree: Path, entry: BootEntry, marker: str) -> None:
@@ -17,11 +18,10 @@ def write_grub_files(tree: Path, entry: BootEntry, marker: str) -> None:
     write_text_atomic(tree / marker.lstrip("/"), "pebuilder boot medium\n")
 
 
-def build_esp(out: Path, arch: Arch, marker: str, workdir: Path, grub_lib: Path | None = None) -> None:
-    """A FAT image with GRUB at the removable-media path UEFI firmware looks for."""
-    loader = workdir / (arch.efi_loader or "loader.efi")
-    grub.build_efi(loader, arch, marker, workdir, grub_lib)
-    files = {arch.efi_boot_path: loader}
+def build_esp(out: Path, arch: Arch, marker: str, workdir: Path, grub_lib: Path | None = None,
+              signed: SignedChain | None = None) -> None:
+    """A FAT image with GRUB (or shim, for Secure Boot) at the removable-media path UEFI firmware looks for."""
+    files = loader_files(arch, marker, workdir, grub_lib, signed)
     with atomic_output(out) as tmp:
         fat.format_fat(tmp, size=fat.esp_size_for(files), label="EFIBOOT")
         fat.add_files(tmp, files)
