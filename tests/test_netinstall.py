@@ -9,7 +9,6 @@ and QEMU's guestfwd. Everything is read from the serial console or over SSH.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import threading
 import time
@@ -18,23 +17,17 @@ from pathlib import Path
 import pytest
 from apt_proxy import AptProxy
 from shared import built, pebuilder
+from test_debian_live import SDE, _free_port
 
 from pebuilder.boot.qemu import boot, console_text
 
 # One chain of boots (~13 min under TCG): started first and kept on one worker.
 pytestmark = [pytest.mark.network, pytest.mark.first, pytest.mark.xdist_group("netinstall")]
 UP = "pebuilder: installed system is up"
-SDE = {"SOURCE_DATE_EPOCH": "1700000000"}
 
 
 def _log(p: Path) -> str:
     return console_text(p.read_bytes())
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
